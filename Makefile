@@ -1,0 +1,142 @@
+# libcprof — build, dependencies, demo, tests, benchmarks.
+#
+#   make            build preload/libcprof.so and tools/cprof
+#   make deps       install the Debian packages below (root), or print the line
+#   make demo       build, run the demo under the shim, show its profiles
+#   make test       build, run every test; ends with "N passed, N failed"
+#   make bench      overhead against the unprofiled run and the peer tools
+#   make install PREFIX=/usr/local
+#
+# Every package the project needs, for building, testing and benchmarking,
+# is named here and nowhere else.
+DEBIAN_PACKAGES := gcc g++ make libc6-dev binutils \
+	libunwind-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler \
+	libdw-dev libelf-dev libcmocka-dev golang-go \
+	libgoogle-perftools4 google-perftools heaptrack
+
+PREFIX ?= /usr/local
+CC ?= cc
+CFLAGS_EXTRA ?=
+OPT ?= -O2
+
+BUILD := build
+GEN := $(BUILD)/gen
+OBJ := $(BUILD)/obj
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+BASE_CFLAGS := -std=gnu11 -g $(OPT) -fPIC -fvisibility=hidden \
+	-ftls-model=initial-exec -fno-omit-frame-pointer -D_GNU_SOURCE \
+	-I$(GEN) -Ipreload -Iinclude $(CFLAGS_EXTRA)
+LIBS := -lunwind -lprotobuf-c -lz -ldl -lpthread
+
+# The parts every profile kind shares, linked into the shim, the tests and
+# (the writer/reader half) the cprof tool.
+CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
+	preload/symbolize.c preload/pprof.c
+# The parts that exist only inside a process wearing the shim.
+SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
+	preload/dump.c
+PROTO_C := $(GEN)/profile.pb-c.c
+PROTO_H := $(GEN)/profile.pb-c.h
+
+CORE_OBJ := $(CORE_SRC:preload/%.c=$(OBJ)/%.o) $(OBJ)/profile.pb-c.o
+SHIM_OBJ := $(SHIM_SRC:preload/%.c=$(OBJ)/%.o)
+
+SHIM := preload/libcprof.so
+CORE_LIB := $(BUILD)/libcprof_core.a
+TOOL := tools/cprof
+TOOL_SRC := tools/cprof.c tools/profile_read.c
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+PROG_C := $(filter-out tests/progs/plugin.c,$(wildcard tests/progs/*.c))
+PROG_CXX := $(wildcard tests/progs/*.cc)
+PROG_BIN := $(PROG_C:tests/progs/%.c=$(BUILD)/progs/%) \
+	$(PROG_CXX:tests/progs/%.cc=$(BUILD)/progs/%)
+
+.PHONY: all deps deps-check demo test unit e2e bench install clean
+.DEFAULT_GOAL := all
+
+all: deps-check $(SHIM) $(TOOL)
+
+# ---- dependencies ------------------------------------------------------
+
+# Cheap when everything is installed: one dpkg-query.
+deps-check:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory deps; fi
+
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; exit 0; fi; \
+	echo "deps: missing:" $$missing; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "deps: not root; run as root:"; \
+		echo "  apt-get update && apt-get install -y" $$missing; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -q && apt-get install -y -q --no-install-recommends $$missing
+
+# ---- build -------------------------------------------------------------
+
+$(PROTO_C) $(PROTO_H): preload/profile.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Ipreload preload/profile.proto
+
+$(OBJ)/profile.pb-c.o: $(PROTO_C) $(PROTO_H)
+	@mkdir -p $(OBJ)
+	$(CC) $(filter-out -Werror,$(BASE_CFLAGS)) -c $< -o $@
+
+$(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
+	@mkdir -p $(OBJ)
+	$(CC) $(BASE_CFLAGS) $(WARN) -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	rm -f $@; ar rcs $@ $^
+
+$(SHIM): $(SHIM_OBJ) $(CORE_LIB) preload/exports.map
+	$(CC) -shared -Wl,-z,defs -Wl,-z,now -Wl,--version-script=preload/exports.map \
+		-o $@ $(SHIM_OBJ) $(CORE_LIB) $(LIBS)
+
+$(TOOL): $(TOOL_SRC) tools/profile_read.h $(CORE_LIB) $(PROTO_H)
+	$(CC) $(BASE_CFLAGS) $(WARN) -fvisibility=default -Itools -o $@ \
+		$(TOOL_SRC) $(CORE_LIB) $(LIBS) -lm
+
+# ---- tests -------------------------------------------------------------
+
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_LIB) tools/profile_read.c tools/profile_read.h
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(BASE_CFLAGS) $(WARN) -fvisibility=default -Itools -o $@ $< \
+		tools/profile_read.c $(CORE_LIB) $(LIBS) -lcmocka -lm
+
+# Test programs: plain builds with debug information, as users build.
+$(BUILD)/progs/%: tests/progs/%.c include/cprof.h
+	@mkdir -p $(BUILD)/progs
+	$(CC) -std=gnu11 -g -O1 -Iinclude -Wall -o $@ $< -lpthread -ldl -lm
+
+$(BUILD)/progs/%: tests/progs/%.cc
+	@mkdir -p $(BUILD)/progs
+	$(CXX) -g -O1 -Wall -o $@ $< -lpthread -ldl
+
+$(BUILD)/progs/libplugin.so: tests/progs/plugin.c
+	@mkdir -p $(BUILD)/progs
+	$(CC) -g -O1 -shared -fPIC -o $@ $<
+
+test: all $(UNIT_BIN) $(PROG_BIN) $(BUILD)/progs/libplugin.so
+	@bash tests/run.sh
+
+bench: all
+	@bash bench/run.sh
+
+demo: all $(PROG_BIN)
+	@bash tests/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include
+	install -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/lib/libcprof.so
+	install -m 0755 $(TOOL) $(DESTDIR)$(PREFIX)/bin/cprof
+	install -m 0644 include/cprof.h $(DESTDIR)$(PREFIX)/include/cprof.h
+
+clean:
+	rm -rf $(BUILD) $(SHIM) $(TOOL)

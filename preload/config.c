@@ -1,0 +1,183 @@
+/* config.c — the CPROF_* environment, read once at start-up.
+ *
+ * Every variable is validated; a bad value costs one `cprof:` warning that
+ * names the variable and the value, and the default is kept. Nothing here
+ * allocates: getenv and fixed buffers only, since this runs in the
+ * constructor before the program's own allocator may be ready.
+ */
+#include "cprof_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+cprof_config_t cprof_config;
+
+/* Parses a whole decimal number in [min, max]; false on anything else. */
+static bool parse_unsigned(const char *s, unsigned long min, unsigned long max,
+			   unsigned long *out)
+{
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void read_unsigned(const char *name, unsigned long min, unsigned long max,
+			  unsigned *value)
+{
+	const char *s = getenv(name);
+	unsigned long v;
+	if (!s)
+		return;
+	if (parse_unsigned(s, min, max, &v)) {
+		*value = (unsigned)v;
+		return;
+	}
+	cprof_log("%s=\"%s\" is not a whole number from %lu to %lu; using %u", name, s,
+		  min, max, *value);
+}
+
+static const struct {
+	const char *name;
+	int number;
+} signal_names[] = {
+	{ "HUP", SIGHUP },   { "INT", SIGINT },   { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 },
+	{ "USR2", SIGUSR2 }, { "ALRM", SIGALRM }, { "TERM", SIGTERM }, { "CONT", SIGCONT },
+	{ "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG },   { "XCPU", SIGXCPU },
+	{ "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "WINCH", SIGWINCH }, { "PWR", SIGPWR },
+};
+
+/* A dump signal must be one a handler can catch and that means nothing to
+ * the profiler or to a crash: not KILL/STOP, not SIGPROF, not SEGV & co. */
+static bool dump_signal_allowed(int sig)
+{
+	switch (sig) {
+	case SIGKILL: case SIGSTOP: case SIGPROF: case SIGSEGV: case SIGBUS:
+	case SIGFPE: case SIGILL: case SIGABRT: case SIGTRAP: case SIGSYS:
+	case SIGCHLD: case SIGPIPE:
+		return false;
+	}
+	return sig >= 1 && sig <= SIGRTMAX;
+}
+
+static int parse_signal(const char *s)
+{
+	unsigned long n;
+	if (parse_unsigned(s, 1, (unsigned long)SIGRTMAX, &n))
+		return (int)n;
+	if (strncasecmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++)
+		if (strcasecmp(s, signal_names[i].name) == 0)
+			return signal_names[i].number;
+	return -1;
+}
+
+static void read_signal(void)
+{
+	const char *s = getenv("CPROF_SIGNAL");
+	if (!s)
+		return;
+	if (strcasecmp(s, "none") == 0 || strcmp(s, "0") == 0) {
+		cprof_config.dump_signal = 0;
+		return;
+	}
+	int sig = parse_signal(s);
+	if (sig > 0 && dump_signal_allowed(sig)) {
+		cprof_config.dump_signal = sig;
+		return;
+	}
+	cprof_log("CPROF_SIGNAL=\"%s\" is not a usable signal (a name such as USR2 or "
+		  "USR1, a number, or none); using SIGUSR2", s);
+}
+
+/* "cpu,heap,mutex,block" in any order; "all" or "none" also. */
+static void read_profiles(void)
+{
+	const char *s = getenv("CPROF_PROFILES");
+	if (!s)
+		return;
+	unsigned set = 0;
+	const char *p = s;
+	while (*p) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		int found = 0;
+		if (len == 3 && strncasecmp(p, "all", 3) == 0) {
+			set |= (1u << CPROF_KIND_COUNT) - 1;
+			found = 1;
+		} else if (len == 4 && strncasecmp(p, "none", 4) == 0) {
+			found = 1;
+		}
+		for (int k = 0; k < CPROF_KIND_COUNT && !found; k++) {
+			const char *name = cprof_kind_name((cprof_kind_t)k);
+			if (len == strlen(name) && strncasecmp(p, name, len) == 0) {
+				set |= 1u << k;
+				found = 1;
+			}
+		}
+		if (!found && len > 0) {
+			cprof_log("CPROF_PROFILES=\"%s\" names an unknown profile (known: "
+				  "cpu,heap,mutex,block); using all", s);
+			return;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	cprof_config.profiles = set;
+}
+
+static void read_out_dir(void)
+{
+	const char *s = getenv("CPROF_OUT");
+	char *dir = cprof_config.out_dir;
+	size_t cap = sizeof cprof_config.out_dir;
+
+	if (s && *s) {
+		if (s[0] == '/') {
+			if (strlen(s) < cap) {
+				strcpy(dir, s);
+				return;
+			}
+		} else if (getcwd(dir, cap) && strlen(dir) + 1 + strlen(s) < cap) {
+			/* Relative to the start-up directory, so a later chdir
+			 * of the program does not move the profiles. */
+			strcat(dir, "/");
+			strcat(dir, s);
+			return;
+		}
+		cprof_log("CPROF_OUT=\"%s\" is too long a path; using the working directory", s);
+	}
+	if (!getcwd(dir, cap)) {
+		cprof_log("cannot read the working directory (%s); profiles go to /tmp",
+			  strerror(errno));
+		strcpy(dir, "/tmp");
+	}
+}
+
+void cprof_config_load(void)
+{
+	cprof_config.profiles = (1u << CPROF_KIND_COUNT) - 1;
+	cprof_config.cpu_hz = 100;
+	cprof_config.max_depth = 64;
+	cprof_config.dump_signal = SIGUSR2;
+	cprof_config.stacks = 32768;
+
+	read_out_dir();
+	read_profiles();
+	read_unsigned("CPROF_CPU_HZ", 1, 10000, &cprof_config.cpu_hz);
+	read_unsigned("CPROF_MAX_DEPTH", 1, CPROF_DEPTH_LIMIT, &cprof_config.max_depth);
+	read_unsigned("CPROF_STACKS", 256, 1u << 24, &cprof_config.stacks);
+	read_signal();
+}

@@ -1,0 +1,249 @@
+/* cprof_internal.h — what the files of libcprof.so share.
+ *
+ * Everything here has hidden visibility (the build sets
+ * -fvisibility=hidden); only the interposed libc names and include/cprof.h
+ * are exported. Functions marked CPROF_SIGSAFE may be called from a signal
+ * handler or a malloc wrapper: they take no lock, allocate nothing, touch no
+ * stdio and leave errno as they found it. Everything else runs on the dump
+ * path or at start-up. `grep -n CPROF_SIGSAFE preload/` lists the set.
+ */
+#ifndef CPROF_INTERNAL_H
+#define CPROF_INTERNAL_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CPROF_SIGSAFE /* reachable from a signal handler or malloc */
+#define CPROF_EXPORT __attribute__((visibility("default")))
+#define CPROF_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CPROF_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- profile kinds -------------------------------------------------- */
+
+typedef enum cprof_kind {
+	CPROF_KIND_CPU = 0,
+	CPROF_KIND_HEAP = 1,
+	CPROF_KIND_MUTEX = 2,
+	CPROF_KIND_BLOCK = 3,
+	CPROF_KIND_COUNT
+} cprof_kind_t;
+
+#define CPROF_VALUES_MAX 4 /* raw counters per stack entry */
+
+const char *cprof_kind_name(cprof_kind_t kind); /* "cpu", "heap", ... */
+
+/* ---- configuration (config.c) --------------------------------------- */
+
+typedef struct cprof_config {
+	char out_dir[4096];      /* absolute; CPROF_OUT or cwd at start-up */
+	unsigned profiles;       /* bit (1u << kind) per enabled kind */
+	unsigned cpu_hz;         /* CPROF_CPU_HZ, 1..10000 */
+	unsigned max_depth;      /* CPROF_MAX_DEPTH, 1..CPROF_DEPTH_LIMIT */
+	int dump_signal;         /* CPROF_SIGNAL; 0 = none */
+	unsigned stacks;         /* CPROF_STACKS: unique stacks the table holds */
+} cprof_config_t;
+
+#define CPROF_DEPTH_LIMIT 512
+
+extern cprof_config_t cprof_config;
+
+/* Reads the CPROF_* environment into cprof_config. A bad value costs one
+ * `cprof:` warning naming the variable and the value; the default stays. */
+void cprof_config_load(void);
+static inline bool cprof_enabled(cprof_kind_t kind)
+{
+	return (cprof_config.profiles >> kind) & 1u;
+}
+
+/* ---- logging (init.c) ----------------------------------------------- */
+
+/* One line "cprof: ...\n" on stderr through write(2); no malloc, no stdio.
+ * Formats %s %d %u %ld %lu %x %% only. Safe to call anywhere. */
+CPROF_SIGSAFE void cprof_log(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+/* ---- re-entrancy guard (init.c) ------------------------------------- */
+
+/* Per-thread state, initial-exec TLS: reading it costs one load. */
+typedef struct cprof_thread {
+	int busy;        /* >0 while the profiler itself runs on this thread */
+	int timer_slot;  /* index in cpu.c's timer registry, -1 none */
+} cprof_thread_t;
+
+extern __thread cprof_thread_t cprof_thread
+	__attribute__((tls_model("initial-exec")));
+
+/* ---- process state (init.c) ----------------------------------------- */
+
+extern atomic_int cprof_running;   /* 1 while sources may record */
+extern int64_t cprof_start_wall_ns; /* CLOCK_REALTIME at start (or fork) */
+extern uintptr_t cprof_self_text_start, cprof_self_text_end; /* our code */
+
+CPROF_SIGSAFE int64_t cprof_now_ns(clockid_t clock);
+
+/* ---- next definitions (real.c) -------------------------------------- */
+
+#include <pthread.h>
+struct sigaction;
+typedef int (*cprof_pthread_create_fn)(pthread_t *, const pthread_attr_t *,
+				       void *(*)(void *), void *);
+extern cprof_pthread_create_fn real_pthread_create;
+extern int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+extern int (*real_dlclose)(void *);
+extern sighandler_t (*real_signal)(int, sighandler_t);
+
+/* Resolves every real_* pointer once; safe to call again. */
+void cprof_real_init(void);
+
+/* ---- stack capture (unwind.c) --------------------------------------- */
+
+/* Fills pcs[] with the stack interrupted by a signal, leaf first: the
+ * interrupted PC, then return addresses minus one. Returns the depth. */
+CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max);
+
+/* Fills pcs[] with the caller's stack, leaf first, without libcprof's own
+ * frames. For wrappers (heap, mutex, block); never from a signal handler. */
+CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max);
+
+/* Prepares the unwinder (caching policy, first unwind) before sampling. */
+void cprof_unwind_init(void);
+/* Forgets cached unwind rules (after dlclose: a new library may reuse the
+ * addresses). */
+void cprof_unwind_flush(void);
+
+
+/* ---- stack table (stacks.c) ----------------------------------------- */
+
+/* Pseudo-frames: values below 4096 never are code addresses. The dump
+ * names them "[cprof: ...]". */
+enum {
+	CPROF_FRAME_DROPPED = 1,    /* the stack table was full */
+	CPROF_FRAME_TRUNCATED = 2,  /* stack deeper than CPROF_MAX_DEPTH */
+	CPROF_FRAME_NOUNWIND = 3,   /* not unwound: unsafe at that moment */
+	CPROF_FRAME_PSEUDO_MAX = 4096
+};
+
+typedef struct cprof_stack {
+	uint64_t hash;
+	uint32_t kind;
+	uint32_t depth;
+	uint64_t tag;                         /* kind-specific key part */
+	_Atomic int64_t values[CPROF_VALUES_MAX];
+	uintptr_t frames[];                   /* leaf first */
+} cprof_stack_t;
+
+/* Creates the table: `stacks` unique stacks of up to `max_depth` frames.
+ * Memory is mmap'd once here and never grows. Returns 0 or -errno. */
+int cprof_stacks_init(unsigned stacks, unsigned max_depth);
+
+/* Finds or adds the stack (kind, tag, frames). Never blocks, never
+ * allocates. When the table is full, returns the kind's
+ * [cprof: dropped] entry, so the event's values are still counted. */
+CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag,
+						 const uintptr_t *frames,
+						 unsigned depth);
+
+/* Adds to one counter of an entry (relaxed atomic). */
+CPROF_SIGSAFE static inline void cprof_stack_add(cprof_stack_t *s, int i, int64_t v)
+{
+	atomic_fetch_add_explicit(&s->values[i], v, memory_order_relaxed);
+}
+
+/* Calls fn for every entry of `kind` (dump path). */
+void cprof_stacks_foreach(cprof_kind_t kind,
+			  void (*fn)(const cprof_stack_t *s, void *ctx), void *ctx);
+
+/* Empties the table (fork child): O(1), no page is touched. */
+void cprof_stacks_reset(void);
+
+/* Entries in use and inserts that found the table full, for diagnostics. */
+unsigned cprof_stacks_used(void);
+
+/* ---- sources -------------------------------------------------------- */
+
+/* cpu.c */
+extern int cprof_cpu_signal;           /* the timers' signal, 0 before start */
+int cprof_cpu_start(void);             /* handler + main thread timer */
+void cprof_cpu_stop(void);             /* disarm every timer */
+void cprof_cpu_thread_start(void);     /* arm the calling thread's timer */
+void cprof_cpu_thread_exit(void);      /* delete the calling thread's timer */
+void cprof_cpu_atfork_child(void);
+void cprof_cpu_step_aside(void);       /* the program takes SIGPROF */
+
+/* ---- signals (signals.c) -------------------------------------------- */
+
+/* Installs the dump signal and the SIGTERM/SIGINT final-dump handlers. */
+void cprof_signals_init(void);
+/* Installs a handler for a signal the profiler owns from now on, and
+ * remembers the action the program had, which is what the program sees
+ * when it asks. Returns 0 or -errno. */
+int cprof_signal_take(int sig, void (*handler)(int, siginfo_t *, void *));
+
+/* ---- symbolization (symbolize.c, dump path only) -------------------- */
+
+typedef struct cprof_mapping {
+	uint64_t start, limit, offset;
+	const char *path;        /* as in /proc/self/maps, or "[vdso]" */
+	const char *build_id;    /* lower-case hex, "" when unknown */
+	/* true only where every location in this mapping has it */
+	bool has_functions, has_filenames, has_line_numbers, has_inline_frames;
+} cprof_mapping_t;
+
+typedef struct cprof_line {
+	const char *name;        /* demangled if known, else = system_name */
+	const char *system_name; /* as in the symbol table (C++ mangled) */
+	const char *file;        /* "" when unknown */
+	int64_t line;            /* 0 when unknown */
+	int64_t start_line;      /* line of the function's declaration, or 0 */
+} cprof_line_t;
+
+typedef struct cprof_symbol {
+	int mapping;             /* index into the mappings, -1 when none */
+	unsigned nlines;         /* 0 when no function is known */
+	const cprof_line_t *lines; /* innermost inlined function first */
+} cprof_symbol_t;
+
+typedef struct cprof_symbolizer cprof_symbolizer_t;
+
+/* Reads /proc/self/maps (executable mappings, the main program first). */
+cprof_symbolizer_t *cprof_symbolizer_new(void);
+void cprof_symbolizer_free(cprof_symbolizer_t *s);
+/* The address as stored in a stack (callers already minus one). The
+ * result's strings live until cprof_symbolizer_free. Each address is
+ * looked up once; a repeated call answers from a cache. */
+void cprof_symbolize(cprof_symbolizer_t *s, uintptr_t address, cprof_symbol_t *out);
+/* Mappings with their has_* flags as they stand after the lookups made. */
+unsigned cprof_symbolizer_mappings(cprof_symbolizer_t *s, const cprof_mapping_t **out);
+
+/* ---- pprof writer (pprof.c, dump path only) ------------------------- */
+
+/* Raw counters to sample values, per kind (NULL: the counters as they
+ * are); and the period each kind reports. Set by a source at start-up. */
+typedef void (*cprof_values_fn)(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX]);
+extern cprof_values_fn cprof_pprof_values[CPROF_KIND_COUNT];
+extern int64_t cprof_pprof_period[CPROF_KIND_COUNT];
+
+/* Builds the gzipped profile.proto for `kind` from the stack table.
+ * Returns 0 and a malloc'd buffer, or -errno. */
+int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym,
+		      int64_t now_wall_ns, uint8_t **out, size_t *out_len);
+
+/* ---- dumps (dump.c) ------------------------------------------------- */
+
+int cprof_dump_init(void);             /* the dumper thread */
+extern atomic_uint cprof_dump_kinds;   /* bit per kind whose source runs */
+CPROF_SIGSAFE void cprof_dump_request(void); /* wake the dumper */
+int cprof_dump_write(const char *why);   /* write every profile; 0 or -errno */
+void cprof_dump_at_exit(void);         /* the final dump, once */
+void cprof_dump_atfork_prepare(void);
+void cprof_dump_atfork_parent(void);
+void cprof_dump_atfork_child(void);
+/* From a terminating signal's handler: the dumper writes the final
+ * profiles; waits at most timeout_ms for it. */
+CPROF_SIGSAFE void cprof_dump_final_from_signal(int timeout_ms);
+
+#endif

@@ -1,0 +1,284 @@
+/* cpu.c — the CPU profile: a timer on each thread's own CPU clock and the
+ * handler of their signal, which charges each expiry to the interrupted stack.
+ *
+ * Why per-thread timers: a process-wide ITIMER_PROF signal goes to
+ * whichever thread the kernel picks, so busy threads are under-sampled as
+ * cores grow. A timer on CLOCK_THREAD_CPUTIME_ID with SIGEV_THREAD_ID
+ * fires on the thread that spent the time. CPU-clock timers are checked at
+ * the scheduler tick (250 Hz here), so at 1000 Hz one expiry stands for
+ * several periods: the handler counts 1 + si_overrun periods, or the
+ * profile would under-report. A random first expiry keeps short-lived
+ * threads from being under-counted. setitimer(ITIMER_PROF) is only the
+ * fallback where timer_create cannot be had.
+ *
+ * The per-thread timers signal with a real-time signal (SIGRTMAX-4), not
+ * SIGPROF: programs install SIGPROF handlers of their own (sort(1) does, to
+ * clean up; language runtimes and other profilers do, for their timers),
+ * and with a signal of its own the shim neither disturbs them nor has to
+ * stop profiling them. Only the setitimer fallback uses SIGPROF. Should a
+ * program take the real-time signal too, the shim steps aside for it.
+ *
+ * CPROF_SIGSAFE: on_cpu_timer. It takes no lock, allocates nothing, keeps
+ * errno, and does not unwind where that could deadlock or crash: on a
+ * thread that is inside libcprof itself, inside dlclose, or stopped in the
+ * dynamic loader's code (which may hold the loader lock that libunwind's
+ * dl_iterate_phdr takes). Those samples keep their time, charged to the
+ * interrupted PC and a "[cprof: not unwound]" frame.
+ */
+#include "cprof_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+/* Every live thread timer, so that all can be disarmed at once when the
+ * program takes the timers' signal for itself or the process ends. */
+#define TIMER_SLOTS 8192
+typedef struct timer_slot {
+	atomic_int taken;
+	timer_t id;
+} timer_slot_t;
+
+static timer_slot_t timer_slots[TIMER_SLOTS];
+static atomic_int cpu_active;        /* the handler records */
+static bool use_itimer;              /* fallback: process-wide timer */
+static int64_t period_ns;
+int cprof_cpu_signal;                /* the timers' signal */
+static atomic_uint lost_threads;     /* threads with no timer slot */
+
+static __thread uint64_t rng_state __attribute__((tls_model("initial-exec")));
+
+static uint64_t rng_next(void)
+{
+	/* xorshift64*, seeded per thread from its id and the clock. */
+	if (!rng_state)
+		rng_state = ((uint64_t)syscall(SYS_gettid) << 32) ^
+			    (uint64_t)cprof_now_ns(CLOCK_MONOTONIC) ^ 0x9e3779b97f4a7c15ULL;
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 2685821657736338717ULL;
+}
+
+static struct timespec ns_to_timespec(int64_t ns)
+{
+	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+	return ts;
+}
+
+/* Charges `periods` timer periods to the stack the signal interrupted. */
+CPROF_SIGSAFE static void record_sample(ucontext_t *uc, int64_t periods)
+{
+	uintptr_t pcs[cprof_config.max_depth + 1];
+	int depth;
+	uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+
+	if (cprof_thread.busy) {
+		pcs[0] = pc;
+		pcs[1] = CPROF_FRAME_NOUNWIND;
+		depth = 2;
+	} else {
+		cprof_thread.busy++;
+		depth = cprof_unwind_signal(uc, pcs, (int)cprof_config.max_depth);
+		cprof_thread.busy--;
+	}
+	cprof_stack_t *s = cprof_stacks_insert(CPROF_KIND_CPU, 0, pcs, (unsigned)depth);
+	if (s) {
+		cprof_stack_add(s, 0, periods);
+		cprof_stack_add(s, 1, periods * period_ns);
+	}
+}
+
+CPROF_SIGSAFE static void on_cpu_timer(int sig, siginfo_t *info, void *ucontext)
+{
+	int saved_errno = errno;
+	(void)sig;
+
+	if (atomic_load_explicit(&cpu_active, memory_order_relaxed)) {
+		/* Only our timers: the signal sent by kill() is not CPU time. */
+		if (info->si_code == SI_TIMER)
+			record_sample(ucontext, 1 + (info->si_overrun > 0 ? info->si_overrun : 0));
+		else if (use_itimer && info->si_code == SI_KERNEL)
+			record_sample(ucontext, 1);
+	}
+	errno = saved_errno;
+}
+
+static int timer_slot_take(void)
+{
+	for (int i = 0; i < TIMER_SLOTS; i++) {
+		int expected = 0;
+		if (atomic_load_explicit(&timer_slots[i].taken, memory_order_relaxed) == 0 &&
+		    atomic_compare_exchange_strong(&timer_slots[i].taken, &expected, 1))
+			return i;
+	}
+	return -1;
+}
+
+void cprof_cpu_thread_start(void)
+{
+	if (!atomic_load(&cpu_active) || use_itimer || cprof_thread.timer_slot >= 0)
+		return;
+	int slot = timer_slot_take();
+	if (slot < 0) {
+		if (atomic_fetch_add(&lost_threads, 1) == 0)
+			cprof_log("more than %d threads at once; threads beyond that have no "
+				  "CPU timer", TIMER_SLOTS);
+		return;
+	}
+	struct sigevent sev;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = cprof_cpu_signal;
+	sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer_slots[slot].id) != 0) {
+		atomic_store(&timer_slots[slot].taken, 0);
+		return;
+	}
+	/* First expiry uniform in (0, period]: a thread that runs for less
+	 * than a period is sampled with the right probability. */
+	struct itimerspec its;
+	its.it_interval = ns_to_timespec(period_ns);
+	its.it_value = ns_to_timespec(1 + (int64_t)(rng_next() % (uint64_t)period_ns));
+	timer_settime(timer_slots[slot].id, 0, &its, NULL);
+	atomic_store(&timer_slots[slot].taken, 2); /* armed */
+	cprof_thread.timer_slot = slot;
+}
+
+void cprof_cpu_thread_exit(void)
+{
+	int slot = cprof_thread.timer_slot;
+	if (slot < 0)
+		return;
+	cprof_thread.timer_slot = -1;
+	int expected = 2;
+	if (atomic_compare_exchange_strong(&timer_slots[slot].taken, &expected, 1)) {
+		timer_delete(timer_slots[slot].id);
+		atomic_store(&timer_slots[slot].taken, 0);
+	}
+}
+
+static void disarm_all(void)
+{
+	for (int i = 0; i < TIMER_SLOTS; i++) {
+		int expected = 2;
+		if (atomic_compare_exchange_strong(&timer_slots[i].taken, &expected, 1)) {
+			timer_delete(timer_slots[i].id);
+			atomic_store(&timer_slots[i].taken, 0);
+		}
+	}
+	if (use_itimer) {
+		struct itimerval off;
+		memset(&off, 0, sizeof off);
+		setitimer(ITIMER_PROF, &off, NULL);
+	}
+}
+
+
+static int probe_thread_timer(void)
+{
+	/* Can this kernel/container give per-thread CPU timers? */
+	struct sigevent sev;
+	timer_t id;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = cprof_cpu_signal;
+	sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &id) != 0)
+		return -errno;
+	timer_delete(id);
+	return 0;
+}
+
+static void arm_itimer(void)
+{
+	struct itimerval itv;
+	itv.it_interval.tv_sec = period_ns / 1000000000;
+	itv.it_interval.tv_usec = (period_ns % 1000000000) / 1000;
+	if (itv.it_interval.tv_sec == 0 && itv.it_interval.tv_usec == 0)
+		itv.it_interval.tv_usec = 1;
+	itv.it_value = itv.it_interval;
+	setitimer(ITIMER_PROF, &itv, NULL);
+}
+
+int cprof_cpu_start(void)
+{
+	period_ns = 1000000000LL / cprof_config.cpu_hz;
+	cprof_cpu_signal = SIGRTMAX - 4;
+	int err = probe_thread_timer();
+	if (err < 0) {
+		use_itimer = true;
+		cprof_cpu_signal = SIGPROF;
+		cprof_log("per-thread CPU timers unavailable (%s); falling back to a "
+			  "process-wide ITIMER_PROF, which under-samples busy threads",
+			  strerror(-err));
+	}
+	err = cprof_signal_take(cprof_cpu_signal, on_cpu_timer);
+	if (err < 0) {
+		cprof_log("cannot install the CPU timer's handler (%s); no CPU profile",
+			  strerror(-err));
+		return err;
+	}
+	atomic_store(&cpu_active, 1);
+	atomic_fetch_or(&cprof_dump_kinds, 1u << CPROF_KIND_CPU);
+	if (use_itimer)
+		arm_itimer();
+	else
+		cprof_cpu_thread_start();
+	return 0;
+}
+
+void cprof_cpu_stop(void)
+{
+	if (!atomic_exchange(&cpu_active, 0))
+		return;
+	disarm_all();
+}
+
+/* The program installs its own handler for the timers' signal: stop
+ * sending it ours before it is in place. The samples taken so far stay. */
+void cprof_cpu_step_aside(void)
+{
+	cprof_cpu_stop();
+}
+
+void cprof_cpu_atfork_child(void)
+{
+	/* Timers are not inherited by fork: forget the parent's slots and
+	 * arm this thread's own. */
+	for (int i = 0; i < TIMER_SLOTS; i++)
+		atomic_store(&timer_slots[i].taken, 0);
+	cprof_thread.timer_slot = -1;
+	if (!atomic_load(&cpu_active))
+		return;
+	if (use_itimer)
+		arm_itimer();
+	else
+		cprof_cpu_thread_start();
+}
+
+/* dlclose may unmap code whose unwind rules libunwind has cached; a
+ * library loaded later at the same address must not be unwound with them.
+ * (dlopen is not wrapped: glibc resolves a dlopen'd name against the
+ * caller's RUNPATH, found from the return address, which a wrapper would
+ * change.) */
+CPROF_EXPORT int dlclose(void *handle)
+{
+	if (CPROF_UNLIKELY(!real_dlclose))
+		cprof_real_init();
+	int ret = real_dlclose(handle);
+	int saved_errno = errno;
+	cprof_unwind_flush();
+	errno = saved_errno;
+	return ret;
+}

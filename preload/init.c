@@ -1,0 +1,131 @@
+/* init.c — the shim's lifecycle: start-up, threads, fork, exit.
+ *
+ * The constructor reads the configuration, sets up the stack table and the
+ * unwinder, starts the dumper and the enabled sources; the destructor stops
+ * the sources and writes the final profiles. Threads made through
+ * pthread_create pass through a trampoline that arms their CPU timer; a
+ * thread-key destructor removes it when the thread ends. A forked child
+ * starts with empty tables, its own timer and its own dumper.
+ */
+#include "cprof_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cprof.h"
+
+static pthread_key_t thread_key;
+static bool thread_key_ok;
+
+static void on_thread_exit(void *value)
+{
+	(void)value;
+	cprof_cpu_thread_exit();
+}
+
+static void thread_started(void)
+{
+	if (thread_key_ok)
+		pthread_setspecific(thread_key, (void *)1);
+	cprof_cpu_thread_start();
+}
+
+typedef struct thread_start {
+	void *(*fn)(void *);
+	void *arg;
+} thread_start_t;
+
+static void *thread_trampoline(void *p)
+{
+	thread_start_t start = *(thread_start_t *)p;
+	cprof_thread.busy++;
+	free(p);
+	thread_started();
+	cprof_thread.busy--;
+	/* A tail call: the trampoline leaves no frame in the thread's stacks. */
+	return start.fn(start.arg);
+}
+
+CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+				void *(*fn)(void *), void *arg)
+{
+	if (CPROF_UNLIKELY(!real_pthread_create))
+		cprof_real_init();
+	if (!atomic_load_explicit(&cprof_running, memory_order_relaxed))
+		return real_pthread_create(thread, attr, fn, arg);
+	cprof_thread.busy++;
+	thread_start_t *start = malloc(sizeof *start);
+	cprof_thread.busy--;
+	if (!start)
+		return real_pthread_create(thread, attr, fn, arg);
+	start->fn = fn;
+	start->arg = arg;
+	int err = real_pthread_create(thread, attr, thread_trampoline, start);
+	if (err)
+		free(start);
+	return err;
+}
+
+static void atfork_prepare(void)
+{
+	cprof_dump_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	cprof_dump_atfork_parent();
+}
+
+static void atfork_child(void)
+{
+	cprof_thread.busy++;
+	cprof_stacks_reset();
+	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
+	cprof_cpu_atfork_child();
+	cprof_dump_atfork_child();
+	cprof_thread.busy--;
+}
+
+__attribute__((constructor)) static void cprof_init(void)
+{
+	cprof_thread.busy++;
+	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
+	cprof_config_load();
+	cprof_real_init();
+	int err = cprof_stacks_init(cprof_config.stacks, cprof_config.max_depth);
+	if (err < 0) {
+		cprof_log("cannot map the stack table (%s); profiling off", strerror(-err));
+		cprof_thread.busy--;
+		return;
+	}
+	cprof_unwind_init();
+	thread_key_ok = pthread_key_create(&thread_key, on_thread_exit) == 0;
+	cprof_dump_init();
+	cprof_signals_init();
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	atomic_store(&cprof_running, 1);
+	if (cprof_enabled(CPROF_KIND_CPU))
+		cprof_cpu_start();
+	cprof_thread.busy--;
+}
+
+__attribute__((destructor)) static void cprof_fini(void)
+{
+	if (!atomic_exchange(&cprof_running, 0))
+		return;
+	cprof_thread.busy++;
+	cprof_cpu_stop();
+	cprof_dump_at_exit();
+	cprof_thread.busy--;
+}
+
+/* include/cprof.h: write every profile now. */
+CPROF_EXPORT int cprof_dump(void)
+{
+	if (!atomic_load(&cprof_running))
+		return -ESRCH;
+	return cprof_dump_write("cprof_dump()");
+}

@@ -1,0 +1,573 @@
+/* pprof.c — turns the stack table into a gzipped profile.proto, the one
+ * writer every profile kind goes through.
+ *
+ * Dump path only: it allocates freely (with the re-entrancy guard held by
+ * the caller). Each kind is described by a table row: its sample types,
+ * period type and period, default sample type and how raw counters become
+ * sample values. Every unique address becomes one Location, symbolized
+ * once; functions and strings are de-duplicated. Mappings carry has_*
+ * flags only where every location in them was resolved, so pprof can still
+ * symbolize the rest itself from the binaries.
+ */
+#include "cprof_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "profile.pb-c.h"
+
+typedef Perftools__Profiles__Profile profile_t;
+typedef Perftools__Profiles__Sample sample_t;
+typedef Perftools__Profiles__Location location_t;
+typedef Perftools__Profiles__Line line_t;
+typedef Perftools__Profiles__Function function_t;
+typedef Perftools__Profiles__Mapping mapping_t;
+typedef Perftools__Profiles__ValueType value_type_t;
+typedef Perftools__Profiles__Label label_t;
+
+/* ---- what each kind writes ------------------------------------------ */
+
+typedef struct kind_format {
+	unsigned nvalues;
+	const char *types[CPROF_VALUES_MAX][2]; /* {type, unit} */
+	const char *period_type[2];
+	const char *default_type;
+	const char *tag_label[2];               /* {key, unit} for the tag, or NULL */
+} kind_format_t;
+
+static const kind_format_t formats[CPROF_KIND_COUNT] = {
+	[CPROF_KIND_CPU] = {
+		.nvalues = 2,
+		.types = { { "samples", "count" }, { "cpu", "nanoseconds" } },
+		.period_type = { "cpu", "nanoseconds" },
+		.default_type = "cpu",
+	},
+	[CPROF_KIND_HEAP] = {
+		.nvalues = 4,
+		.types = { { "alloc_objects", "count" }, { "alloc_space", "bytes" },
+			   { "inuse_objects", "count" }, { "inuse_space", "bytes" } },
+		.period_type = { "space", "bytes" },
+		.default_type = "inuse_space",
+		.tag_label = { "bytes", "bytes" },
+	},
+	[CPROF_KIND_MUTEX] = {
+		.nvalues = 2,
+		.types = { { "contentions", "count" }, { "delay", "nanoseconds" } },
+		.period_type = { "contentions", "count" },
+		.default_type = "delay",
+	},
+	[CPROF_KIND_BLOCK] = {
+		.nvalues = 2,
+		.types = { { "contentions", "count" }, { "delay", "nanoseconds" } },
+		.period_type = { "contentions", "count" },
+		.default_type = "delay",
+	},
+};
+
+/* The period each kind reports; sources for later kinds set theirs. */
+int64_t cprof_pprof_period[CPROF_KIND_COUNT];
+
+/* Raw counters to sample values; identity unless a source says otherwise
+ * (the heap profile unbiases its samples here). */
+cprof_values_fn cprof_pprof_values[CPROF_KIND_COUNT];
+
+/* ---- small hash maps (dump path) ------------------------------------ */
+
+static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
+{
+	const unsigned char *c = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ c[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static uint64_t hash_str(const char *s, uint64_t h)
+{
+	return hash_bytes(s, strlen(s) + 1, h);
+}
+
+/* Open addressing: keys hashed by the caller, values are 1-based ids. */
+typedef struct id_map {
+	uint64_t *hashes;
+	uint32_t *ids;
+	size_t mask;
+	size_t count;
+} id_map_t;
+
+static int id_map_init(id_map_t *m, size_t expected)
+{
+	size_t n = 64;
+	while (n < expected * 2)
+		n <<= 1;
+	m->hashes = calloc(n, sizeof *m->hashes);
+	m->ids = calloc(n, sizeof *m->ids);
+	m->mask = n - 1;
+	m->count = 0;
+	return m->hashes && m->ids ? 0 : -ENOMEM;
+}
+
+static void id_map_free(id_map_t *m)
+{
+	free(m->hashes);
+	free(m->ids);
+}
+
+static int id_map_grow(id_map_t *m)
+{
+	id_map_t bigger;
+	if (id_map_init(&bigger, (m->mask + 1)) < 0) {
+		id_map_free(&bigger);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i <= m->mask; i++) {
+		if (!m->ids[i])
+			continue;
+		size_t j = m->hashes[i] & bigger.mask;
+		while (bigger.ids[j])
+			j = (j + 1) & bigger.mask;
+		bigger.hashes[j] = m->hashes[i];
+		bigger.ids[j] = m->ids[i];
+	}
+	bigger.count = m->count;
+	id_map_free(m);
+	*m = bigger;
+	return 0;
+}
+
+/* Finds the slot for `hash` whose entry `same(id, ctx)` accepts, or the
+ * empty slot where it belongs. */
+static size_t id_map_find(const id_map_t *m, uint64_t hash, bool (*same)(uint32_t, void *),
+			  void *ctx)
+{
+	size_t i = hash & m->mask;
+	while (m->ids[i] && !(m->hashes[i] == hash && same(m->ids[i], ctx)))
+		i = (i + 1) & m->mask;
+	return i;
+}
+
+/* ---- the profile being built ---------------------------------------- */
+
+typedef struct builder {
+	cprof_kind_t kind;
+	cprof_symbolizer_t *sym;
+	const kind_format_t *format;
+
+	char **strings;
+	size_t nstrings, cap_strings;
+	id_map_t string_ids;
+
+	function_t **functions;
+	size_t nfunctions, cap_functions;
+	id_map_t function_ids;
+
+	location_t **locations;
+	size_t nlocations, cap_locations;
+	int *location_mapping;  /* symbolizer mapping index per location */
+	id_map_t location_ids;
+
+	sample_t **samples;
+	size_t nsamples, cap_samples;
+
+	int err;
+} builder_t;
+
+static int grow(void **array, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap * 2 : 64;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(*array, n * elem);
+	if (!p)
+		return -ENOMEM;
+	*array = p;
+	*cap = n;
+	return 0;
+}
+
+typedef struct string_key {
+	builder_t *b;
+	const char *s;
+} string_key_t;
+
+static bool same_string(uint32_t id, void *ctx)
+{
+	string_key_t *k = ctx;
+	return strcmp(k->b->strings[id - 1], k->s) == 0;
+}
+
+/* Index of s in the string table, adding it if new. */
+static int64_t intern(builder_t *b, const char *s)
+{
+	if (!s || !*s)
+		return 0;
+	if (b->err)
+		return 0;
+	if (b->string_ids.count * 2 >= b->string_ids.mask && id_map_grow(&b->string_ids) < 0)
+		goto oom;
+	string_key_t key = { b, s };
+	uint64_t h = hash_str(s, 0xcbf29ce484222325ULL);
+	size_t slot = id_map_find(&b->string_ids, h, same_string, &key);
+	if (b->string_ids.ids[slot])
+		return b->string_ids.ids[slot] - 1;
+	if (grow((void **)&b->strings, &b->cap_strings, b->nstrings + 1, sizeof(char *)) < 0)
+		goto oom;
+	char *copy = strdup(s);
+	if (!copy)
+		goto oom;
+	b->strings[b->nstrings++] = copy;
+	b->string_ids.hashes[slot] = h;
+	b->string_ids.ids[slot] = (uint32_t)b->nstrings; /* index + 1 */
+	b->string_ids.count++;
+	return (int64_t)b->nstrings - 1;
+oom:
+	b->err = -ENOMEM;
+	return 0;
+}
+
+typedef struct function_key {
+	builder_t *b;
+	int64_t name, system_name, filename, start_line;
+} function_key_t;
+
+static bool same_function(uint32_t id, void *ctx)
+{
+	function_key_t *k = ctx;
+	const function_t *f = k->b->functions[id - 1];
+	return f->name == k->name && f->system_name == k->system_name &&
+	       f->filename == k->filename && f->start_line == k->start_line;
+}
+
+static uint64_t function_id(builder_t *b, const cprof_line_t *line)
+{
+	function_key_t key = { b, intern(b, line->name), intern(b, line->system_name),
+			       intern(b, line->file), line->start_line };
+	if (b->err)
+		return 0;
+	if (b->function_ids.count * 2 >= b->function_ids.mask &&
+	    id_map_grow(&b->function_ids) < 0)
+		goto oom;
+	uint64_t h = hash_bytes(&key.name, 4 * sizeof(int64_t), 0xcbf29ce484222325ULL);
+	size_t slot = id_map_find(&b->function_ids, h, same_function, &key);
+	if (b->function_ids.ids[slot])
+		return b->function_ids.ids[slot];
+	if (grow((void **)&b->functions, &b->cap_functions, b->nfunctions + 1,
+		 sizeof(function_t *)) < 0)
+		goto oom;
+	function_t *f = malloc(sizeof *f);
+	if (!f)
+		goto oom;
+	perftools__profiles__function__init(f);
+	f->id = b->nfunctions + 1;
+	f->name = key.name;
+	f->system_name = key.system_name;
+	f->filename = key.filename;
+	f->start_line = key.start_line;
+	b->functions[b->nfunctions++] = f;
+	b->function_ids.hashes[slot] = h;
+	b->function_ids.ids[slot] = (uint32_t)f->id;
+	b->function_ids.count++;
+	return f->id;
+oom:
+	b->err = -ENOMEM;
+	return 0;
+}
+
+typedef struct location_key {
+	builder_t *b;
+	uintptr_t address;
+} location_key_t;
+
+static bool same_location(uint32_t id, void *ctx)
+{
+	location_key_t *k = ctx;
+	return k->b->locations[id - 1]->address == k->address;
+}
+
+static uint64_t location_id(builder_t *b, uintptr_t address)
+{
+	if (b->err)
+		return 0;
+	if (b->location_ids.count * 2 >= b->location_ids.mask &&
+	    id_map_grow(&b->location_ids) < 0)
+		goto oom;
+	location_key_t key = { b, address };
+	uint64_t h = hash_bytes(&address, sizeof address, 0xcbf29ce484222325ULL);
+	size_t slot = id_map_find(&b->location_ids, h, same_location, &key);
+	if (b->location_ids.ids[slot])
+		return b->location_ids.ids[slot];
+
+	cprof_symbol_t symbol;
+	cprof_symbolize(b->sym, address, &symbol);
+	if (grow((void **)&b->locations, &b->cap_locations, b->nlocations + 1,
+		 sizeof(location_t *)) < 0)
+		goto oom;
+	size_t cap = b->cap_locations;
+	int *mapping = realloc(b->location_mapping, cap * sizeof(int));
+	if (!mapping)
+		goto oom;
+	b->location_mapping = mapping;
+
+	location_t *loc = calloc(1, sizeof *loc);
+	if (!loc)
+		goto oom;
+	perftools__profiles__location__init(loc);
+	loc->id = b->nlocations + 1;
+	loc->address = address;
+	if (symbol.nlines) {
+		loc->line = calloc(symbol.nlines, sizeof(line_t *));
+		line_t *lines = calloc(symbol.nlines, sizeof(line_t));
+		if (!loc->line || !lines) {
+			free(loc->line);
+			free(lines);
+			free(loc);
+			goto oom;
+		}
+		for (unsigned i = 0; i < symbol.nlines; i++) {
+			perftools__profiles__line__init(&lines[i]);
+			lines[i].function_id = function_id(b, &symbol.lines[i]);
+			lines[i].line = symbol.lines[i].line;
+			loc->line[i] = &lines[i];
+		}
+		loc->n_line = symbol.nlines;
+	}
+	b->location_mapping[b->nlocations] = symbol.mapping;
+	b->locations[b->nlocations++] = loc;
+	b->location_ids.hashes[slot] = h;
+	b->location_ids.ids[slot] = (uint32_t)loc->id;
+	b->location_ids.count++;
+	return loc->id;
+oom:
+	b->err = -ENOMEM;
+	return 0;
+}
+
+static void add_sample(const cprof_stack_t *s, void *ctx)
+{
+	builder_t *b = ctx;
+	int64_t values[CPROF_VALUES_MAX] = { 0 };
+	unsigned n = b->format->nvalues;
+	bool any = false;
+
+	if (b->err)
+		return;
+	if (cprof_pprof_values[b->kind]) {
+		cprof_pprof_values[b->kind](s, values);
+	} else {
+		for (unsigned i = 0; i < n; i++)
+			values[i] = atomic_load_explicit(&s->values[i], memory_order_relaxed);
+	}
+	for (unsigned i = 0; i < n; i++)
+		any |= values[i] != 0;
+	if (!any)
+		return;
+
+	if (grow((void **)&b->samples, &b->cap_samples, b->nsamples + 1, sizeof(sample_t *)) < 0)
+		goto oom;
+	sample_t *sample = calloc(1, sizeof *sample);
+	if (!sample)
+		goto oom;
+	b->samples[b->nsamples++] = sample;
+	perftools__profiles__sample__init(sample);
+	sample->location_id = calloc(s->depth ? s->depth : 1, sizeof(uint64_t));
+	sample->value = calloc(n, sizeof(int64_t));
+	if (!sample->location_id || !sample->value)
+		goto oom;
+	for (unsigned i = 0; i < s->depth; i++)
+		sample->location_id[sample->n_location_id++] = location_id(b, s->frames[i]);
+	memcpy(sample->value, values, n * sizeof(int64_t));
+	sample->n_value = n;
+	if (b->format->tag_label[0]) {
+		label_t *label = calloc(1, sizeof *label);
+		sample->label = calloc(1, sizeof(label_t *));
+		if (!label || !sample->label) {
+			free(label);
+			goto oom;
+		}
+		perftools__profiles__label__init(label);
+		label->key = intern(b, b->format->tag_label[0]);
+		label->num = (int64_t)s->tag;
+		label->num_unit = intern(b, b->format->tag_label[1]);
+		sample->label[0] = label;
+		sample->n_label = 1;
+	}
+	return;
+oom:
+	b->err = -ENOMEM;
+}
+
+static void builder_free(builder_t *b)
+{
+	for (size_t i = 0; i < b->nsamples; i++) {
+		sample_t *s = b->samples[i];
+		free(s->location_id);
+		free(s->value);
+		if (s->label)
+			free(s->label[0]);
+		free(s->label);
+		free(s);
+	}
+	free(b->samples);
+	for (size_t i = 0; i < b->nlocations; i++) {
+		if (b->locations[i]->line)
+			free(b->locations[i]->line[0]);
+		free(b->locations[i]->line);
+		free(b->locations[i]);
+	}
+	free(b->locations);
+	free(b->location_mapping);
+	for (size_t i = 0; i < b->nfunctions; i++)
+		free(b->functions[i]);
+	free(b->functions);
+	for (size_t i = 0; i < b->nstrings; i++)
+		free(b->strings[i]);
+	free(b->strings);
+	id_map_free(&b->string_ids);
+	id_map_free(&b->function_ids);
+	id_map_free(&b->location_ids);
+}
+
+/* gzip (RFC 1952) of in[0..len). */
+static int gzip_buffer(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len)
+{
+	z_stream z;
+	memset(&z, 0, sizeof z);
+	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -ENOMEM;
+	size_t cap = deflateBound(&z, len) + 32;
+	uint8_t *buf = malloc(cap);
+	if (!buf) {
+		deflateEnd(&z);
+		return -ENOMEM;
+	}
+	z.next_in = (Bytef *)in;
+	z.avail_in = (uInt)len;
+	z.next_out = buf;
+	z.avail_out = (uInt)cap;
+	int rc = deflate(&z, Z_FINISH);
+	deflateEnd(&z);
+	if (rc != Z_STREAM_END) {
+		free(buf);
+		return -EIO;
+	}
+	*out = buf;
+	*out_len = z.total_out;
+	return 0;
+}
+
+int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wall_ns,
+		      uint8_t **out, size_t *out_len)
+{
+	builder_t b;
+	memset(&b, 0, sizeof b);
+	b.kind = kind;
+	b.sym = sym;
+	b.format = &formats[kind];
+	*out = NULL;
+	*out_len = 0;
+
+	if (id_map_init(&b.string_ids, 256) < 0 || id_map_init(&b.function_ids, 256) < 0 ||
+	    id_map_init(&b.location_ids, 1024) < 0) {
+		builder_free(&b);
+		return -ENOMEM;
+	}
+	/* string_table[0] must be "". */
+	if (grow((void **)&b.strings, &b.cap_strings, 1, sizeof(char *)) < 0 ||
+	    !(b.strings[0] = strdup(""))) {
+		builder_free(&b);
+		return -ENOMEM;
+	}
+	b.nstrings = 1;
+
+	profile_t p;
+	perftools__profiles__profile__init(&p);
+	value_type_t types[CPROF_VALUES_MAX], period_type;
+	value_type_t *type_ptrs[CPROF_VALUES_MAX];
+	for (unsigned i = 0; i < b.format->nvalues; i++) {
+		perftools__profiles__value_type__init(&types[i]);
+		types[i].type = intern(&b, b.format->types[i][0]);
+		types[i].unit = intern(&b, b.format->types[i][1]);
+		type_ptrs[i] = &types[i];
+	}
+	perftools__profiles__value_type__init(&period_type);
+	period_type.type = intern(&b, b.format->period_type[0]);
+	period_type.unit = intern(&b, b.format->period_type[1]);
+
+	cprof_stacks_foreach(kind, add_sample, &b);
+
+	/* Mappings, with their flags as the lookups left them. */
+	const cprof_mapping_t *maps = NULL;
+	unsigned nmaps = cprof_symbolizer_mappings(sym, &maps);
+	mapping_t *mappings = calloc(nmaps ? nmaps : 1, sizeof *mappings);
+	mapping_t **mapping_ptrs = calloc(nmaps ? nmaps : 1, sizeof *mapping_ptrs);
+	if (!mappings || !mapping_ptrs)
+		b.err = -ENOMEM;
+	for (unsigned i = 0; i < nmaps && !b.err; i++) {
+		mapping_t *m = &mappings[i];
+		perftools__profiles__mapping__init(m);
+		m->id = i + 1;
+		m->memory_start = maps[i].start;
+		m->memory_limit = maps[i].limit;
+		m->file_offset = maps[i].offset;
+		m->filename = intern(&b, maps[i].path);
+		m->build_id = intern(&b, maps[i].build_id);
+		m->has_functions = maps[i].has_functions;
+		m->has_filenames = maps[i].has_filenames;
+		m->has_line_numbers = maps[i].has_line_numbers;
+		m->has_inline_frames = maps[i].has_inline_frames;
+		mapping_ptrs[i] = m;
+	}
+	for (size_t i = 0; i < b.nlocations; i++) {
+		int m = b.location_mapping[i];
+		b.locations[i]->mapping_id = (m >= 0 && (unsigned)m < nmaps) ? (uint64_t)m + 1 : 0;
+	}
+
+	char comment[160];
+	snprintf(comment, sizeof comment, "libcprof %s profile; cpu_hz=%u max_depth=%u",
+		 cprof_kind_name(kind), cprof_config.cpu_hz, cprof_config.max_depth);
+	int64_t comment_id = intern(&b, comment);
+	int64_t default_type = intern(&b, b.format->default_type);
+
+	int err = b.err;
+	if (!err) {
+		p.n_sample_type = b.format->nvalues;
+		p.sample_type = type_ptrs;
+		p.period_type = &period_type;
+		p.period = cprof_pprof_period[kind];
+		if (kind == CPROF_KIND_CPU && !p.period)
+			p.period = 1000000000LL / cprof_config.cpu_hz;
+		p.n_sample = b.nsamples;
+		p.sample = b.samples;
+		p.n_mapping = nmaps;
+		p.mapping = mapping_ptrs;
+		p.n_location = b.nlocations;
+		p.location = b.locations;
+		p.n_function = b.nfunctions;
+		p.function = b.functions;
+		p.n_string_table = b.nstrings;
+		p.string_table = b.strings;
+		p.time_nanos = cprof_start_wall_ns;
+		p.duration_nanos = now_wall_ns - cprof_start_wall_ns;
+		p.n_comment = 1;
+		p.comment = &comment_id;
+		p.default_sample_type = default_type;
+
+		size_t len = perftools__profiles__profile__get_packed_size(&p);
+		uint8_t *packed = malloc(len ? len : 1);
+		if (!packed) {
+			err = -ENOMEM;
+		} else {
+			perftools__profiles__profile__pack(&p, packed);
+			err = gzip_buffer(packed, len, out, out_len);
+			free(packed);
+		}
+	}
+	free(mappings);
+	free(mapping_ptrs);
+	builder_free(&b);
+	return err;
+}

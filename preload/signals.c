@@ -1,0 +1,183 @@
+/* signals.c — the signals libcprof handles, and stepping aside for the
+ * program when it wants one of them.
+ *
+ * Owned signals and their roles:
+ *   CPU signal     the CPU profile's timers (cpu.c): SIGRTMAX-4, or
+ *                  SIGPROF where only setitimer can be had;
+ *   dump signal    CPROF_SIGNAL, default SIGUSR2: wake the dumper;
+ *   SIGTERM/SIGINT when their action was the default at start-up: write the
+ *                  final profiles, restore the default and re-raise, so the
+ *                  exit status is the one the program would have had.
+ * The program sees, through sigaction and signal, the action it would have
+ * without libcprof. When it installs a handler function of its own for an
+ * owned signal, libcprof gets out of the way before the handler is in place
+ * (and says so once for the CPU signal and the dump signal); SIG_IGN and SIG_DFL
+ * are remembered and reported back, except that SIG_IGN for SIGTERM/SIGINT
+ * is installed for real, since our handler would otherwise end the process.
+ *
+ * CPROF_SIGSAFE: on_dump_signal and on_terminate.
+ */
+#include "cprof_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+typedef enum { ROLE_NONE, ROLE_PROF, ROLE_DUMP, ROLE_FINAL } signal_role_t;
+
+typedef struct owned_signal {
+	atomic_int role;           /* ROLE_NONE when not ours */
+	struct sigaction program;  /* the action the program believes it has */
+} owned_signal_t;
+
+static owned_signal_t owned[_NSIG];
+
+static signal_role_t role_for(int sig)
+{
+	if (sig == cprof_cpu_signal)
+		return ROLE_PROF;
+	if (sig == cprof_config.dump_signal)
+		return ROLE_DUMP;
+	return ROLE_FINAL;
+}
+
+int cprof_signal_take(int sig, void (*handler)(int, siginfo_t *, void *))
+{
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (role_for(sig) == ROLE_FINAL)
+		sigfillset(&sa.sa_mask); /* nothing interleaves the final dump */
+	if (real_sigaction(sig, &sa, &old) != 0)
+		return -errno;
+	owned[sig].program = old;
+	atomic_store(&owned[sig].role, role_for(sig));
+	return 0;
+}
+
+CPROF_SIGSAFE static void on_dump_signal(int sig, siginfo_t *info, void *ucontext)
+{
+	(void)sig;
+	(void)info;
+	(void)ucontext;
+	cprof_dump_request(); /* keeps errno */
+}
+
+CPROF_SIGSAFE static void on_terminate(int sig, siginfo_t *info, void *ucontext)
+{
+	int saved_errno = errno;
+	(void)info;
+	(void)ucontext;
+	/* Bounded wait: if the dumper cannot finish (say this thread holds a
+	 * lock it needs), the process still ends as it would have. */
+	cprof_dump_final_from_signal(5000);
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	real_sigaction(sig, &dfl, NULL);
+	/* Pending until this handler returns and unblocks it; then the
+	 * default action ends the process with the status of `sig`. */
+	raise(sig);
+	errno = saved_errno;
+}
+
+void cprof_signals_init(void)
+{
+	int dump = cprof_config.dump_signal;
+	if (dump > 0) {
+		int err = cprof_signal_take(dump, on_dump_signal);
+		if (err < 0)
+			cprof_log("cannot install a handler for the dump signal %d (%s)", dump,
+				  strerror(-err));
+	}
+	static const int finals[] = { SIGTERM, SIGINT };
+	for (size_t i = 0; i < sizeof finals / sizeof finals[0]; i++) {
+		int sig = finals[i];
+		struct sigaction cur;
+		if (sig == dump || real_sigaction(sig, NULL, &cur) != 0)
+			continue;
+		/* An ignored SIGTERM (nohup, a supervisor) stays ignored. */
+		if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL)
+			cprof_signal_take(sig, on_terminate);
+	}
+}
+
+static bool is_handler_function(const struct sigaction *act)
+{
+	if (act->sa_flags & SA_SIGINFO)
+		return act->sa_sigaction != NULL;
+	return act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN;
+}
+
+/* Gives the signal back to the program, before its action is installed. */
+static void step_aside(int sig, signal_role_t role)
+{
+	atomic_store(&owned[sig].role, ROLE_NONE);
+	if (role == ROLE_PROF) {
+		cprof_cpu_step_aside();
+		cprof_log("the program installs its own handler for signal %d, which the CPU "
+			  "profile's timers use; the CPU profile stops here and keeps what "
+			  "it has", sig);
+	} else if (role == ROLE_DUMP) {
+		cprof_log("the program installs its own handler for signal %d; dumps on that "
+			  "signal are off (profiles are still written at exit)", sig);
+	}
+}
+
+CPROF_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (CPROF_UNLIKELY(!real_sigaction))
+		cprof_real_init();
+	signal_role_t role = (sig > 0 && sig < _NSIG) ? atomic_load(&owned[sig].role) : ROLE_NONE;
+	if (role == ROLE_NONE)
+		return real_sigaction(sig, act, old);
+
+	struct sigaction previous = owned[sig].program;
+	if (act) {
+		bool ignore_final = role == ROLE_FINAL && !(act->sa_flags & SA_SIGINFO) &&
+				    act->sa_handler == SIG_IGN;
+		if (is_handler_function(act) || ignore_final) {
+			step_aside(sig, role);
+			if (real_sigaction(sig, act, NULL) != 0)
+				return -1;
+		} else {
+			owned[sig].program = *act;
+		}
+	}
+	if (old)
+		*old = previous;
+	return 0;
+}
+
+/* signal() with glibc's (BSD) semantics, routed through sigaction above
+ * for the signals we own; untouched for the rest. */
+static sighandler_t bsd_signal_impl(int sig, sighandler_t handler)
+{
+	if (CPROF_UNLIKELY(!real_sigaction))
+		cprof_real_init();
+	if (sig <= 0 || sig >= _NSIG || atomic_load(&owned[sig].role) == ROLE_NONE)
+		return real_signal(sig, handler);
+	struct sigaction act, old;
+	memset(&act, 0, sizeof act);
+	act.sa_handler = handler;
+	sigemptyset(&act.sa_mask);
+	sigaddset(&act.sa_mask, sig);
+	act.sa_flags = SA_RESTART;
+	if (sigaction(sig, &act, &old) != 0)
+		return SIG_ERR;
+	return (old.sa_flags & SA_SIGINFO) ? (sighandler_t)(void *)old.sa_sigaction
+					   : old.sa_handler;
+}
+
+CPROF_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+{
+	return bsd_signal_impl(sig, handler);
+}
+
+CPROF_EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler)
+{
+	return bsd_signal_impl(sig, handler);
+}

@@ -1,0 +1,210 @@
+/* stacks.c — the table of unique stacks and their counters, shared by
+ * every profile kind.
+ *
+ * CPROF_SIGSAFE: cprof_stacks_insert runs in the CPU timer handler and in
+ * wrappers (malloc, locks, blocking calls). It takes no lock and never
+ * waits for another thread, so a handler that interrupts an insert on its
+ * own thread cannot deadlock.
+ *
+ * Layout, all mmap'd once at start-up and never grown:
+ *   slots[]  open-addressing index, 2x the stack capacity, each slot 0
+ *            (empty) or 1 + the byte offset / 8 of an entry in the pool;
+ *   pool[]   entries laid one after another by an atomic bump pointer:
+ *            a cprof_stack_t header and its frames.
+ * An entry is written completely before a compare-and-swap publishes it in
+ * a slot, so whoever sees the slot sees the whole entry. Two threads adding
+ * the same new stack at once may both publish it (in different slots):
+ * the writer merges samples with equal stacks, so nothing is counted twice
+ * and nobody waits. Unused pages cost no memory until touched.
+ */
+#include "cprof_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+typedef struct stack_table {
+	_Atomic uint32_t *slots;
+	size_t slot_mask;       /* slot count - 1 (a power of two) */
+	uint64_t *pool;         /* 8-byte words */
+	size_t pool_words;
+	_Atomic size_t pool_used;
+	unsigned max_depth;
+	_Atomic unsigned used;
+	_Atomic unsigned full_events;
+	size_t map_bytes;       /* slots + pool, one mapping */
+	cprof_stack_t *dropped[CPROF_KIND_COUNT];
+} stack_table_t;
+
+static stack_table_t table;
+
+/* 64-bit mix (from splitmix64's finaliser); good spread for addresses. */
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t stack_hash(cprof_kind_t kind, uint64_t tag, const uintptr_t *frames,
+			   unsigned depth)
+{
+	uint64_t h = mix64(((uint64_t)kind << 32 | depth) ^ mix64(tag + 0x9e3779b97f4a7c15ULL));
+	for (unsigned i = 0; i < depth; i++)
+		h = mix64(h ^ frames[i]) + i;
+	return h;
+}
+
+static size_t entry_words(unsigned depth)
+{
+	return (sizeof(cprof_stack_t) + depth * sizeof(uintptr_t) + 7) / 8;
+}
+
+static cprof_stack_t *entry_at(uint32_t slot_value)
+{
+	return (cprof_stack_t *)(table.pool + (slot_value - 1));
+}
+
+/* Takes room for one entry from the pool; NULL when the pool is spent. */
+static cprof_stack_t *pool_take(unsigned depth, uint32_t *ref)
+{
+	size_t words = entry_words(depth);
+	size_t at = atomic_fetch_add_explicit(&table.pool_used, words, memory_order_relaxed);
+	if (at + words > table.pool_words || at + 1 > UINT32_MAX)
+		return NULL;
+	*ref = (uint32_t)at + 1;
+	return (cprof_stack_t *)(table.pool + at);
+}
+
+static cprof_stack_t *make_dropped_entry(cprof_kind_t kind)
+{
+	uint32_t ref;
+	cprof_stack_t *s = pool_take(1, &ref);
+	if (!s)
+		return NULL;
+	s->kind = kind;
+	s->depth = 1;
+	s->tag = 0;
+	s->frames[0] = CPROF_FRAME_DROPPED;
+	s->hash = stack_hash(kind, 0, s->frames, 1);
+	return s;
+}
+
+int cprof_stacks_init(unsigned stacks, unsigned max_depth)
+{
+	size_t slots = 1;
+	while (slots < (size_t)stacks * 2)
+		slots <<= 1;
+	/* Room for every stack at a quarter of the maximum depth, plus the
+	 * deep ones: real programs' stacks are mostly shallow. */
+	size_t avg_depth = max_depth / 4 < 16 ? (max_depth < 16 ? max_depth : 16) : max_depth / 4;
+	size_t pool_words = (size_t)stacks * entry_words((unsigned)avg_depth) +
+			    CPROF_KIND_COUNT * entry_words(1) + entry_words(max_depth);
+	size_t slot_bytes = (slots * sizeof(uint32_t) + 4095) & ~(size_t)4095;
+	size_t bytes = slot_bytes + pool_words * 8;
+
+	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	table.slots = mem;
+	table.slot_mask = slots - 1;
+	table.pool = (uint64_t *)((char *)mem + slot_bytes);
+	table.pool_words = pool_words;
+	table.max_depth = max_depth;
+	table.map_bytes = bytes;
+	cprof_stacks_reset();
+	return 0;
+}
+
+void cprof_stacks_reset(void)
+{
+	/* Replacing the mapping in place gives zero pages without touching
+	 * (or, in a fork child, copying) any of the old ones. */
+	if (!table.slots)
+		return;
+	mmap((void *)table.slots, table.map_bytes, PROT_READ | PROT_WRITE,
+	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	atomic_store(&table.pool_used, 0);
+	atomic_store(&table.used, 0);
+	atomic_store(&table.full_events, 0);
+	for (int k = 0; k < CPROF_KIND_COUNT; k++)
+		table.dropped[k] = make_dropped_entry((cprof_kind_t)k);
+}
+
+static bool same_stack(const cprof_stack_t *s, uint64_t hash, cprof_kind_t kind, uint64_t tag,
+		       const uintptr_t *frames, unsigned depth)
+{
+	return s->hash == hash && s->kind == (uint32_t)kind && s->depth == depth &&
+	       s->tag == tag && memcmp(s->frames, frames, depth * sizeof *frames) == 0;
+}
+
+CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag,
+						 const uintptr_t *frames, unsigned depth)
+{
+	if (CPROF_UNLIKELY(!table.slots))
+		return NULL;
+	if (depth > table.max_depth)
+		depth = table.max_depth;
+	uint64_t hash = stack_hash(kind, tag, frames, depth);
+	size_t idx = hash & table.slot_mask;
+	cprof_stack_t *fresh = NULL;
+	uint32_t fresh_ref = 0;
+
+	/* Linear probing; the index is at most half full (capacity check
+	 * below), so a probe sequence is short. */
+	for (size_t probe = 0; probe <= table.slot_mask; probe++, idx = (idx + 1) & table.slot_mask) {
+		uint32_t ref = atomic_load_explicit(&table.slots[idx], memory_order_acquire);
+		if (ref == 0) {
+			if (!fresh) {
+				unsigned used = atomic_load_explicit(&table.used, memory_order_relaxed);
+				if (used >= (table.slot_mask + 1) / 2 ||
+				    !(fresh = pool_take(depth, &fresh_ref)))
+					break;
+				fresh->hash = hash;
+				fresh->kind = kind;
+				fresh->depth = depth;
+				fresh->tag = tag;
+				for (int i = 0; i < CPROF_VALUES_MAX; i++)
+					atomic_init(&fresh->values[i], 0);
+				memcpy(fresh->frames, frames, depth * sizeof *frames);
+			}
+			uint32_t expected = 0;
+			if (atomic_compare_exchange_strong_explicit(&table.slots[idx], &expected,
+								    fresh_ref, memory_order_release,
+								    memory_order_acquire)) {
+				atomic_fetch_add_explicit(&table.used, 1, memory_order_relaxed);
+				return fresh;
+			}
+			ref = expected; /* somebody published here first */
+		}
+		cprof_stack_t *s = entry_at(ref);
+		if (same_stack(s, hash, kind, tag, frames, depth))
+			return s; /* a taken `fresh` stays unused: rare, bounded */
+	}
+	atomic_fetch_add_explicit(&table.full_events, 1, memory_order_relaxed);
+	return table.dropped[kind];
+}
+
+void cprof_stacks_foreach(cprof_kind_t kind, void (*fn)(const cprof_stack_t *s, void *ctx),
+			  void *ctx)
+{
+	if (!table.slots)
+		return;
+	for (size_t i = 0; i <= table.slot_mask; i++) {
+		uint32_t ref = atomic_load_explicit(&table.slots[i], memory_order_acquire);
+		if (ref && entry_at(ref)->kind == (uint32_t)kind)
+			fn(entry_at(ref), ctx);
+	}
+	cprof_stack_t *dropped = table.dropped[kind];
+	if (dropped)
+		fn(dropped, ctx);
+}
+
+unsigned cprof_stacks_used(void)
+{
+	return atomic_load(&table.used);
+}

@@ -1,0 +1,136 @@
+/* util.c — small pieces every file uses: the `cprof:` logger, clocks, the
+ * per-thread state and the kind names.
+ *
+ * cprof_log is CPROF_SIGSAFE: it formats into a stack buffer and writes
+ * with one write(2); no malloc, no stdio, errno preserved.
+ */
+#include "cprof_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+__thread cprof_thread_t cprof_thread __attribute__((tls_model("initial-exec"))) = {
+	.timer_slot = -1,
+};
+
+atomic_int cprof_running;
+int64_t cprof_start_wall_ns;
+uintptr_t cprof_self_text_start, cprof_self_text_end;
+
+static const char *const kind_names[CPROF_KIND_COUNT] = {
+	[CPROF_KIND_CPU] = "cpu",
+	[CPROF_KIND_HEAP] = "heap",
+	[CPROF_KIND_MUTEX] = "mutex",
+	[CPROF_KIND_BLOCK] = "block",
+};
+
+const char *cprof_kind_name(cprof_kind_t kind)
+{
+	return (unsigned)kind < CPROF_KIND_COUNT ? kind_names[kind] : "?";
+}
+
+CPROF_SIGSAFE int64_t cprof_now_ns(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts); /* vDSO for the clocks we use */
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+typedef struct {
+	char *p, *end;
+} log_buf_t;
+
+static void put_char(log_buf_t *b, char c)
+{
+	if (b->p < b->end)
+		*b->p++ = c;
+}
+
+static void put_str(log_buf_t *b, const char *s)
+{
+	if (!s)
+		s = "(null)";
+	while (*s)
+		put_char(b, *s++);
+}
+
+static void put_unsigned(log_buf_t *b, unsigned long v, unsigned base)
+{
+	char digits[24];
+	int n = 0;
+	do {
+		digits[n++] = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	while (n)
+		put_char(b, digits[--n]);
+}
+
+CPROF_SIGSAFE void cprof_log(const char *fmt, ...)
+{
+	int saved_errno = errno;
+	char line[512];
+	log_buf_t b = { line, line + sizeof line - 1 };
+	va_list ap;
+
+	put_str(&b, "cprof: ");
+	va_start(ap, fmt);
+	for (const char *f = fmt; *f; f++) {
+		if (*f != '%') {
+			put_char(&b, *f);
+			continue;
+		}
+		int is_long = 0;
+		f++;
+		if (*f == 'l') {
+			is_long = 1;
+			f++;
+		}
+		switch (*f) {
+		case 's':
+			put_str(&b, va_arg(ap, const char *));
+			break;
+		case 'd': {
+			long v = is_long ? va_arg(ap, long) : va_arg(ap, int);
+			if (v < 0) {
+				put_char(&b, '-');
+				put_unsigned(&b, -(unsigned long)v, 10);
+			} else {
+				put_unsigned(&b, (unsigned long)v, 10);
+			}
+			break;
+		}
+		case 'u':
+			put_unsigned(&b, is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned), 10);
+			break;
+		case 'x':
+			put_unsigned(&b, is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned), 16);
+			break;
+		case '%':
+			put_char(&b, '%');
+			break;
+		default:
+			put_char(&b, '?');
+			if (!*f)
+				f--;
+			break;
+		}
+	}
+	va_end(ap);
+	*b.p++ = '\n';
+	ssize_t left = b.p - line;
+	const char *p = line;
+	while (left > 0) {
+		ssize_t n = write(STDERR_FILENO, p, (size_t)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		p += n;
+		left -= n;
+	}
+	errno = saved_errno;
+}
