@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The test runner behind `make test`: unit tests (cmocka binaries in
+# build/tests), then end-to-end tests (tests/e2e/*.sh) that run real
+# programs under the shim with real threads and signals and read every
+# profile back twice: with our own decoder (tools/cprof) and with
+# `go tool pprof`, the independent reader. Ends with "N passed, N failed".
+#
+#   bash tests/run.sh [NAME_PATTERN]     run the e2e tests matching a pattern
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SHIM=$ROOT/preload/libcprof.so
+CPROF=$ROOT/tools/cprof
+PROGS=$ROOT/build/progs
+WORK=$(mktemp -d /tmp/cprof-test.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+export GOCACHE=${GOCACHE:-$WORK/gocache}
+export HOME=${HOME:-$WORK}
+# pprof must not try to reach a symbol server; local files only.
+export PPROF_BINARY_PATH=${PPROF_BINARY_PATH:-}
+pattern=${1:-}
+
+passed=0
+failed=0
+failed_names=()
+
+# ---- helpers the e2e tests use -------------------------------------------
+
+# fail MESSAGE: record why the current test fails (it goes on to return 1).
+fail() {
+	echo "    $*"
+	return 1
+}
+
+# run_profiled OUTDIR [ENV=VALUE ...] -- CMD ARGS: runs CMD under the shim.
+run_profiled() {
+	local out=$1
+	shift
+	local env=()
+	while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+		env+=("$1")
+		shift
+	done
+	shift
+	env CPROF_OUT="$out" "${env[@]}" LD_PRELOAD="$SHIM" "$@"
+}
+
+# start_profiled OUTDIR [ENV=VALUE ...] -- CMD ARGS: as run_profiled, in
+# the background, with $! the program's own pid (so a test can signal it).
+start_profiled() {
+	local out=$1
+	shift
+	local env=()
+	while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+		env+=("$1")
+		shift
+	done
+	shift
+	exec env CPROF_OUT="$out" "${env[@]}" LD_PRELOAD="$SHIM" "$@"
+}
+
+# profile_of DIR KIND: the newest (highest sequence) profile of KIND in DIR.
+profile_of() {
+	ls "$1"/*."$2".pb.gz 2>/dev/null | sort -t. -k3 | tail -n 1
+}
+
+# cprof_value FILE FUNCTION [flat|cum] [SAMPLE_TYPE]: our decoder's value.
+cprof_value() {
+	local file=$1 fn=$2 col=${3:-cum} type=${4:-}
+	local args=(top --raw-values -n 0)
+	[ -n "$type" ] && args+=(-t "$type")
+	"$CPROF" "${args[@]}" "$file" | awk -F'\t' -v fn="$fn" -v col="$col" '
+		$3 == fn { v = (col == "flat") ? $1 : $2; found = 1 }
+		END { print found ? v : 0 }'
+}
+
+# cprof_total FILE [SAMPLE_TYPE]: sum of flat over all functions.
+cprof_total() {
+	local args=(top --raw-values -n 0)
+	[ -n "${2:-}" ] && args+=(-t "$2")
+	"$CPROF" "${args[@]}" "$1" | awk -F'\t' '{ s += $1 } END { printf "%d\n", s }'
+}
+
+# pprof_top FILE [ARGS]: `go tool pprof -top` with exact units.
+pprof_top() {
+	local file=$1
+	shift
+	go tool pprof -top -nodecount=1000 "$@" "$file" 2>"$WORK/pprof.err"
+}
+
+# pprof_cum_pct FILE FUNCTION: the cum% pprof gives the function.
+pprof_cum_pct() {
+	pprof_top "$1" | awk -v fn="$2" '$6 == fn { gsub("%", "", $5); print $5; found = 1 }
+		END { if (!found) print 0 }'
+}
+
+# pprof_total_ns FILE: "Total samples = X" in nanoseconds.
+pprof_total_ns() {
+	pprof_top "$1" -unit=ns | sed -n 's/.*Total samples = \([0-9.]*\)ns.*/\1/p' | head -1
+}
+
+# within VALUE TRUTH PCT: |VALUE - TRUTH| <= PCT% of TRUTH
+within() {
+	awk -v v="$1" -v t="$2" -v p="$3" 'BEGIN { d = v - t; if (d < 0) d = -d;
+		exit !(t != 0 && d <= t * p / 100) }'
+}
+
+# near VALUE TRUTH POINTS: |VALUE - TRUTH| <= POINTS (absolute)
+near() {
+	awk -v v="$1" -v t="$2" -v p="$3" 'BEGIN { d = v - t; if (d < 0) d = -d; exit !(d <= p) }'
+}
+
+# ---- unit tests -----------------------------------------------------------
+
+echo "== unit tests"
+for bin in build/tests/test_*; do
+	[ -x "$bin" ] || continue
+	[ -n "$pattern" ] && continue
+	out=$("$bin" 2>&1)
+	rc=$?
+	p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+	f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+	p=${p:-0}
+	f=${f:-0}
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	if [ "$f" -ne 0 ]; then
+		echo "$out" | grep -E '^\[  FAILED  \]|^\[  ERROR   \]|Failure|error' | head -20 | sed 's/^/    /'
+		echo "FAIL $(basename "$bin") ($f failed)"
+		failed_names+=("$(basename "$bin")")
+	else
+		echo "PASS $(basename "$bin") ($p tests)"
+	fi
+done
+
+# ---- end-to-end tests -----------------------------------------------------
+
+echo "== end-to-end tests"
+for f in tests/e2e/*.sh; do
+	# shellcheck source=/dev/null
+	source "$f"
+done
+for t in $(declare -F | awk '{ print $3 }' | grep '^test_'); do
+	name=${t#test_}
+	if [ -n "$pattern" ] && [[ $name != *$pattern* ]]; then continue; fi
+	T=$WORK/$name
+	mkdir -p "$T"
+	start=$(date +%s.%N)
+	if ( cd "$T" && "$t" ) >"$T/log" 2>&1; then
+		passed=$((passed + 1))
+		awk -v n="$name" -v s="$start" -v e="$(date +%s.%N)" \
+			'BEGIN { printf "PASS %s (%.1fs)\n", n, e - s }'
+	else
+		failed=$((failed + 1))
+		failed_names+=("$name")
+		echo "FAIL $name"
+		sed 's/^/    /' "$T/log" | tail -n 25
+	fi
+done
+
+[ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
