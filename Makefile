@@ -35,7 +35,7 @@ CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
 	preload/symbolize.c preload/pprof.c
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
-	preload/dump.c
+	preload/dump.c preload/heap.c preload/mutex.c preload/block.c
 PROTO_C := $(GEN)/profile.pb-c.c
 PROTO_H := $(GEN)/profile.pb-c.h
 

@@ -174,6 +174,18 @@ void cprof_cpu_thread_exit(void);      /* delete the calling thread's timer */
 void cprof_cpu_atfork_child(void);
 void cprof_cpu_step_aside(void);       /* the program takes SIGPROF */
 
+/* heap.c: malloc family wrappers. cprof_heap_start runs in the
+ * constructor when the heap profile is enabled; the wrappers themselves
+ * must work before it (they forward to the next definitions). */
+int cprof_heap_start(void);
+void cprof_heap_atfork_child(void);
+
+/* mutex.c, block.c: lock and blocking-call wrappers. */
+int cprof_mutex_start(void);
+void cprof_mutex_atfork_child(void);
+int cprof_block_start(void);
+void cprof_block_atfork_child(void);
+
 /* ---- signals (signals.c) -------------------------------------------- */
 
 /* Installs the dump signal and the SIGTERM/SIGINT final-dump handlers. */

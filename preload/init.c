@@ -85,6 +85,9 @@ static void atfork_child(void)
 	cprof_stacks_reset();
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
 	cprof_cpu_atfork_child();
+	cprof_heap_atfork_child();
+	cprof_mutex_atfork_child();
+	cprof_block_atfork_child();
 	cprof_dump_atfork_child();
 	cprof_thread.busy--;
 }
@@ -109,6 +112,12 @@ __attribute__((constructor)) static void cprof_init(void)
 	atomic_store(&cprof_running, 1);
 	if (cprof_enabled(CPROF_KIND_CPU))
 		cprof_cpu_start();
+	if (cprof_enabled(CPROF_KIND_HEAP))
+		cprof_heap_start();
+	if (cprof_enabled(CPROF_KIND_MUTEX))
+		cprof_mutex_start();
+	if (cprof_enabled(CPROF_KIND_BLOCK))
+		cprof_block_start();
 	cprof_thread.busy--;
 }
 
