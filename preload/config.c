@@ -47,6 +47,20 @@ static void read_unsigned(const char *name, unsigned long min, unsigned long max
 		  min, max, *value);
 }
 
+static void read_u64(const char *name, unsigned long min, unsigned long max, uint64_t *value)
+{
+	const char *s = getenv(name);
+	unsigned long v;
+	if (!s)
+		return;
+	if (parse_unsigned(s, min, max, &v)) {
+		*value = v;
+		return;
+	}
+	cprof_log("%s=\"%s\" is not a whole number from %lu to %lu; using %lu", name, s, min,
+		  max, (unsigned long)*value);
+}
+
 static const struct {
 	const char *name;
 	int number;
@@ -173,11 +187,21 @@ void cprof_config_load(void)
 	cprof_config.max_depth = 64;
 	cprof_config.dump_signal = SIGUSR2;
 	cprof_config.stacks = 32768;
+	cprof_config.heap_rate = 524288;
+	cprof_config.heap_samples = 65536;
+	cprof_config.seed = 0;
+	cprof_config.mutex_fraction = 1;
+	cprof_config.block_rate = 10000;
 
 	read_out_dir();
 	read_profiles();
 	read_unsigned("CPROF_CPU_HZ", 1, 10000, &cprof_config.cpu_hz);
 	read_unsigned("CPROF_MAX_DEPTH", 1, CPROF_DEPTH_LIMIT, &cprof_config.max_depth);
 	read_unsigned("CPROF_STACKS", 256, 1u << 24, &cprof_config.stacks);
+	read_u64("CPROF_HEAP_RATE", 0, 1UL << 40, &cprof_config.heap_rate);
+	read_unsigned("CPROF_HEAP_SAMPLES", 1024, 1u << 24, &cprof_config.heap_samples);
+	read_u64("CPROF_SEED", 0, ~0UL, &cprof_config.seed);
+	read_unsigned("CPROF_MUTEX_FRACTION", 1, 1u << 30, &cprof_config.mutex_fraction);
+	read_u64("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
 	read_signal();
 }

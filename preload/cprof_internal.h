@@ -45,6 +45,11 @@ typedef struct cprof_config {
 	unsigned max_depth;      /* CPROF_MAX_DEPTH, 1..CPROF_DEPTH_LIMIT */
 	int dump_signal;         /* CPROF_SIGNAL; 0 = none */
 	unsigned stacks;         /* CPROF_STACKS: unique stacks the table holds */
+	uint64_t heap_rate;      /* CPROF_HEAP_RATE: mean bytes between samples; 0 off */
+	unsigned heap_samples;   /* CPROF_HEAP_SAMPLES: live sampled blocks held */
+	uint64_t seed;           /* CPROF_SEED: 0 = random; else repeatable sampling */
+	unsigned mutex_fraction; /* CPROF_MUTEX_FRACTION: 1 in N contentions kept */
+	uint64_t block_rate;     /* CPROF_BLOCK_RATE: ns; waits >= this always kept */
 } cprof_config_t;
 
 #define CPROF_DEPTH_LIMIT 512
