@@ -165,6 +165,9 @@ void cprof_stacks_foreach(cprof_kind_t kind,
 /* Empties the table (fork child): O(1), no page is touched. */
 void cprof_stacks_reset(void);
 
+/* True if some entry of `kind` has a non-zero counter. */
+bool cprof_stacks_any(cprof_kind_t kind);
+
 /* Entries in use and inserts that found the table full, for diagnostics. */
 unsigned cprof_stacks_used(void);
 
@@ -254,7 +257,10 @@ int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym,
 int cprof_dump_init(void);             /* the dumper thread */
 extern atomic_uint cprof_dump_kinds;   /* bit per kind whose source runs */
 CPROF_SIGSAFE void cprof_dump_request(void); /* wake the dumper */
-int cprof_dump_write(const char *why);   /* write every profile; 0 or -errno */
+/* Writes every profile; 0 or -errno. `final`: the last dump of the
+ * process, which leaves out kinds that recorded nothing (a short process
+ * under a wrapper should not litter the directory with empty files). */
+int cprof_dump_write(const char *why, bool final);
 void cprof_dump_at_exit(void);         /* the final dump, once */
 void cprof_dump_atfork_prepare(void);
 void cprof_dump_atfork_parent(void);

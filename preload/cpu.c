@@ -50,6 +50,7 @@ typedef struct timer_slot {
 } timer_slot_t;
 
 static timer_slot_t timer_slots[TIMER_SLOTS];
+static atomic_int timer_slots_high;  /* slots [0, high) have been used */
 static atomic_int cpu_active;        /* the handler records */
 static bool use_itimer;              /* fallback: process-wide timer */
 static int64_t period_ns;
@@ -119,8 +120,13 @@ static int timer_slot_take(void)
 	for (int i = 0; i < TIMER_SLOTS; i++) {
 		int expected = 0;
 		if (atomic_load_explicit(&timer_slots[i].taken, memory_order_relaxed) == 0 &&
-		    atomic_compare_exchange_strong(&timer_slots[i].taken, &expected, 1))
+		    atomic_compare_exchange_strong(&timer_slots[i].taken, &expected, 1)) {
+			int high = atomic_load(&timer_slots_high);
+			while (high < i + 1 &&
+			       !atomic_compare_exchange_weak(&timer_slots_high, &high, i + 1))
+				;
 			return i;
+		}
 	}
 	return -1;
 }
@@ -170,7 +176,8 @@ void cprof_cpu_thread_exit(void)
 
 static void disarm_all(void)
 {
-	for (int i = 0; i < TIMER_SLOTS; i++) {
+	int high = atomic_load(&timer_slots_high);
+	for (int i = 0; i < high; i++) {
 		int expected = 2;
 		if (atomic_compare_exchange_strong(&timer_slots[i].taken, &expected, 1)) {
 			timer_delete(timer_slots[i].id);
@@ -256,8 +263,10 @@ void cprof_cpu_atfork_child(void)
 {
 	/* Timers are not inherited by fork: forget the parent's slots and
 	 * arm this thread's own. */
-	for (int i = 0; i < TIMER_SLOTS; i++)
+	int high = atomic_load(&timer_slots_high);
+	for (int i = 0; i < high; i++)
 		atomic_store(&timer_slots[i].taken, 0);
+	atomic_store(&timer_slots_high, 0);
 	cprof_thread.timer_slot = -1;
 	if (!atomic_load(&cpu_active))
 		return;

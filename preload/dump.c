@@ -139,13 +139,16 @@ static int write_profile_file(cprof_kind_t kind, unsigned *seq, const uint8_t *d
 	return err;
 }
 
-int cprof_dump_write(const char *why)
+int cprof_dump_write(const char *why, bool final)
 {
 	int first_err = 0;
 	cprof_thread.busy++;
 	pthread_mutex_lock(&dump_lock);
 
 	unsigned kinds = atomic_load(&cprof_dump_kinds);
+	for (int k = 0; final && k < CPROF_KIND_COUNT; k++)
+		if ((kinds & (1u << k)) && !cprof_stacks_any((cprof_kind_t)k))
+			kinds &= ~(1u << k);
 	int err = kinds ? make_dirs(cprof_config.out_dir) : 0;
 	if (err < 0) {
 		cprof_log("cannot create the profile directory %s (%s); %s dump lost",
@@ -233,12 +236,12 @@ static void *dumper_main(void *arg)
 		if (atomic_load(&final_requested)) {
 			atomic_store(&cprof_running, 0);
 			cprof_cpu_stop();
-			cprof_dump_write("final");
+			cprof_dump_write("final", true);
 			atomic_store(&final_done, 1);
 			futex_wake_all(&final_done);
 			return NULL;
 		}
-		cprof_dump_write("signal");
+		cprof_dump_write("signal", false);
 	}
 }
 
@@ -280,7 +283,7 @@ void cprof_dump_at_exit(void)
 {
 	if (atomic_load(&final_requested))
 		return;
-	cprof_dump_write("exit");
+	cprof_dump_write("exit", true);
 }
 
 void cprof_dump_atfork_prepare(void)

@@ -10,7 +10,9 @@
  *   slots[]  open-addressing index, 2x the stack capacity, each slot 0
  *            (empty) or 1 + the byte offset / 8 of an entry in the pool;
  *   pool[]   entries laid one after another by an atomic bump pointer:
- *            a cprof_stack_t header and its frames.
+ *            a cprof_stack_t header and its frames;
+ *   list[]   the published entries in order, so a dump walks only what
+ *            exists, not the whole (mostly untouched) index.
  * An entry is written completely before a compare-and-swap publishes it in
  * a slot, so whoever sees the slot sees the whole entry. Two threads adding
  * the same new stack at once may both publish it (in different slots):
@@ -25,6 +27,7 @@
 
 typedef struct stack_table {
 	_Atomic uint32_t *slots;
+	_Atomic uint32_t *list;  /* published entry refs, densely */
 	size_t slot_mask;       /* slot count - 1 (a power of two) */
 	uint64_t *pool;         /* 8-byte words */
 	size_t pool_words;
@@ -104,7 +107,7 @@ int cprof_stacks_init(unsigned stacks, unsigned max_depth)
 	size_t pool_words = (size_t)stacks * entry_words((unsigned)avg_depth) +
 			    CPROF_KIND_COUNT * entry_words(1) + entry_words(max_depth);
 	size_t slot_bytes = (slots * sizeof(uint32_t) + 4095) & ~(size_t)4095;
-	size_t bytes = slot_bytes + pool_words * 8;
+	size_t bytes = 2 * slot_bytes + pool_words * 8;
 
 	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -112,7 +115,8 @@ int cprof_stacks_init(unsigned stacks, unsigned max_depth)
 		return -errno;
 	table.slots = mem;
 	table.slot_mask = slots - 1;
-	table.pool = (uint64_t *)((char *)mem + slot_bytes);
+	table.list = (_Atomic uint32_t *)((char *)mem + slot_bytes);
+	table.pool = (uint64_t *)((char *)mem + 2 * slot_bytes);
 	table.pool_words = pool_words;
 	table.max_depth = max_depth;
 	table.map_bytes = bytes;
@@ -176,7 +180,10 @@ CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag
 			if (atomic_compare_exchange_strong_explicit(&table.slots[idx], &expected,
 								    fresh_ref, memory_order_release,
 								    memory_order_acquire)) {
-				atomic_fetch_add_explicit(&table.used, 1, memory_order_relaxed);
+				unsigned at = atomic_fetch_add_explicit(&table.used, 1,
+									memory_order_relaxed);
+				atomic_store_explicit(&table.list[at], fresh_ref,
+						      memory_order_release);
 				return fresh;
 			}
 			ref = expected; /* somebody published here first */
@@ -194,14 +201,31 @@ void cprof_stacks_foreach(cprof_kind_t kind, void (*fn)(const cprof_stack_t *s, 
 {
 	if (!table.slots)
 		return;
-	for (size_t i = 0; i <= table.slot_mask; i++) {
-		uint32_t ref = atomic_load_explicit(&table.slots[i], memory_order_acquire);
+	/* An index in [0, used) whose ref is still 0 is being published by
+	 * an insert right now: its first event lands in the next dump. */
+	unsigned used = atomic_load_explicit(&table.used, memory_order_acquire);
+	for (unsigned i = 0; i < used && i <= table.slot_mask; i++) {
+		uint32_t ref = atomic_load_explicit(&table.list[i], memory_order_acquire);
 		if (ref && entry_at(ref)->kind == (uint32_t)kind)
 			fn(entry_at(ref), ctx);
 	}
 	cprof_stack_t *dropped = table.dropped[kind];
 	if (dropped)
 		fn(dropped, ctx);
+}
+
+static void note_nonzero(const cprof_stack_t *s, void *ctx)
+{
+	for (int i = 0; i < CPROF_VALUES_MAX; i++)
+		if (atomic_load_explicit(&s->values[i], memory_order_relaxed) != 0)
+			*(bool *)ctx = true;
+}
+
+bool cprof_stacks_any(cprof_kind_t kind)
+{
+	bool any = false;
+	cprof_stacks_foreach(kind, note_nonzero, &any);
+	return any;
 }
 
 unsigned cprof_stacks_used(void)

@@ -217,11 +217,14 @@ test_transparent_real_programs() {
 		cmp -s want.out got.out || fail "$c: stdout differs" || return 1
 		cmp -s want.err got.err || fail "$c: stderr differs: $(head -3 got.err)" || return 1
 	done
-	# bash, sort, gzip ... each wrote its own profiles, all readable.
+	# Each program that ran long enough to be sampled wrote its own
+	# profile (python3 and awk do at 1000 Hz), all readable by both readers.
 	for f in prof/*.cpu.pb.gz; do
 		"$CPROF" top "$f" >/dev/null || fail "unreadable: $f" || return 1
+		pprof_top "$f" >/dev/null || fail "pprof cannot read $f" || return 1
 	done
-	ls prof | grep -q '^gzip\.' || fail "no profile from gzip" || return 1
+	ls prof | grep -q '^python3\.' || fail "no profile from python3: $(ls prof)" || return 1
+	ls prof | grep -q '^awk\.\|^mawk\.' || fail "no profile from awk: $(ls prof)" || return 1
 }
 
 # A bad value: one cprof line naming the variable and value, default used.
@@ -270,4 +273,17 @@ test_file_names_and_modes() {
 	gzip -t "prof/$f" || fail "not gzip" || return 1
 	ls -a prof | grep -q tmp && fail "temporary file left" && return 1
 	return 0
+}
+
+# A process too short to be sampled leaves no empty file at exit; an
+# explicit dump always writes, even with nothing in it.
+test_short_process_leaves_no_empty_files() {
+	run_profiled prof CPROF_PROFILES=cpu -- /bin/true || fail "exit $?" || return 1
+	[ -z "$(ls -A prof 2>/dev/null)" ] || fail "files left by /bin/true: $(ls -A prof)" || return 1
+	run_profiled prof2 CPROF_PROFILES=cpu CPROF_CPU_HZ=1 -- "$PROGS/api_dump" >/dev/null 2>&1
+	local n
+	n=$(ls prof2/*.cpu.pb.gz 2>/dev/null | wc -l)
+	[ "$n" -ge 1 ] || fail "cprof_dump() wrote nothing" || return 1
+	"$CPROF" raw "$(ls prof2/*.cpu.pb.gz | head -1)" >/dev/null || fail "empty dump unreadable" || return 1
+	pprof_top "$(ls prof2/*.cpu.pb.gz | head -1)" >/dev/null || fail "pprof: empty dump unreadable" || return 1
 }
