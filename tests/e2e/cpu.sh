@@ -287,3 +287,22 @@ test_short_process_leaves_no_empty_files() {
 	"$CPROF" raw "$(ls prof2/*.cpu.pb.gz | head -1)" >/dev/null || fail "empty dump unreadable" || return 1
 	pprof_top "$(ls prof2/*.cpu.pb.gz | head -1)" >/dev/null || fail "pprof: empty dump unreadable" || return 1
 }
+
+# A stack table too small for the program: the events still count, under
+# [cprof: dropped], and the total still matches an unconstrained run's
+# order of magnitude; nothing crashes.
+test_full_table_counts_dropped() {
+	run_profiled prof CPROF_STACKS=256 CPROF_CPU_HZ=1000 -- \
+		"$PROGS/many_stacks" 10 >out 2>err || fail "exit $?: $(cat err)" || return 1
+	run_profiled big CPROF_CPU_HZ=1000 -- "$PROGS/many_stacks" 10 >/dev/null 2>&1
+	local file dropped total big_total
+	file=$(profile_of prof cpu)
+	dropped=$(cprof_value "$file" "[cprof: dropped]" flat)
+	total=$(cprof_total "$file")
+	big_total=$(cprof_total "$(profile_of big cpu)")
+	echo "dropped $dropped ns of $total ns; with a large table $big_total ns"
+	[ "$dropped" -gt 0 ] || fail "no [cprof: dropped] samples with a 256-stack table" || return 1
+	within "$total" "$big_total" 15 || fail "total $total far from $big_total" || return 1
+	pprof_top "$file" | grep -q 'cprof: dropped' || fail "pprof does not show the dropped samples" || return 1
+	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
+}
