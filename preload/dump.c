@@ -3,8 +3,9 @@
  *
  * A dump is cumulative since the start of the process (or the fork that
  * made it), so `pprof -base first second` shows the window between two.
- * Signals only wake the dumper (an eventfd write, CPROF_SIGSAFE); it
- * blocks every signal, so the program's signals never land on it, and it
+ * Signals only wake the dumper (an atomic increment and a futex wake,
+ * CPROF_SIGSAFE: no file descriptor, which a daemon's closefrom(3) could
+ * close and reuse under us); it blocks every signal, so the program's signals never land on it, and it
  * symbolizes, builds, compresses and writes with the re-entrancy guard
  * held. Files: <out>/<program>.<pid>.<seq>.<kind>.pb.gz, mode 0600,
  * written to a hidden temporary name and renamed without replacing
@@ -22,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -35,7 +35,8 @@
 atomic_uint cprof_dump_kinds;
 
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
-static int wake_fd = -1;
+static atomic_uint wake_count;        /* futex word: requests so far */
+static atomic_int dumper_running;
 static atomic_int final_requested;
 static atomic_int final_done;          /* futex word */
 static unsigned next_seq;
@@ -192,23 +193,22 @@ int cprof_dump_write(const char *why, bool final)
 	return first_err;
 }
 
+static void futex_wake_all(void *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
 CPROF_SIGSAFE void cprof_dump_request(void)
 {
 	int saved_errno = errno;
-	uint64_t one = 1;
-	if (wake_fd >= 0)
-		(void)!write(wake_fd, &one, sizeof one);
+	atomic_fetch_add(&wake_count, 1);
+	futex_wake_all(&wake_count);
 	errno = saved_errno;
-}
-
-static void futex_wake_all(atomic_int *word)
-{
-	syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 CPROF_SIGSAFE void cprof_dump_final_from_signal(int timeout_ms)
 {
-	if (wake_fd < 0)
+	if (!atomic_load(&dumper_running))
 		return;
 	atomic_store(&final_requested, 1);
 	cprof_dump_request();
@@ -218,7 +218,7 @@ CPROF_SIGSAFE void cprof_dump_final_from_signal(int timeout_ms)
 		if (left <= 0)
 			break;
 		struct timespec ts = { left / 1000000000, left % 1000000000 };
-		syscall(SYS_futex, &final_done, FUTEX_WAIT, 0, &ts, NULL, 0);
+		syscall(SYS_futex, &final_done, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
 	}
 }
 
@@ -226,13 +226,14 @@ static void *dumper_main(void *arg)
 {
 	(void)arg;
 	cprof_thread.busy = 1; /* nothing this thread does is the program's */
+	unsigned seen = atomic_load(&wake_count);
 	for (;;) {
-		uint64_t count;
-		ssize_t n = read(wake_fd, &count, sizeof count);
-		if (n < 0 && errno == EINTR)
+		unsigned now = atomic_load(&wake_count);
+		if (now == seen) {
+			syscall(SYS_futex, &wake_count, FUTEX_WAIT_PRIVATE, now, NULL, NULL, 0);
 			continue;
-		if (n != sizeof count)
-			return NULL;
+		}
+		seen = now;
 		if (atomic_load(&final_requested)) {
 			atomic_store(&cprof_running, 0);
 			cprof_cpu_stop();
@@ -247,9 +248,6 @@ static void *dumper_main(void *arg)
 
 static int start_dumper(void)
 {
-	wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (wake_fd < 0)
-		return -errno;
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -260,11 +258,9 @@ static int start_dumper(void)
 	int err = real_pthread_create(&thread, &attr, dumper_main, NULL);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (err) {
-		close(wake_fd);
-		wake_fd = -1;
+	if (err)
 		return -err;
-	}
+	atomic_store(&dumper_running, 1);
 	return 0;
 }
 
@@ -303,8 +299,7 @@ void cprof_dump_atfork_child(void)
 	next_seq = 0;
 	atomic_store(&final_requested, 0);
 	atomic_store(&final_done, 0);
-	if (wake_fd >= 0)
-		close(wake_fd); /* the parent's; its dumper is not ours */
-	wake_fd = -1;
+	atomic_store(&dumper_running, 0); /* the parent's is not ours */
+	atomic_store(&wake_count, 0);
 	start_dumper();
 }

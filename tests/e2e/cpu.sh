@@ -306,3 +306,14 @@ test_full_table_counts_dropped() {
 	pprof_top "$file" | grep -q 'cprof: dropped' || fail "pprof does not show the dropped samples" || return 1
 	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
 }
+
+# A daemon that closes every descriptor it did not open still gets its
+# dumps on the signal, and nothing lands in the files it opens afterwards.
+test_dump_signal_after_closefrom() {
+	run_profiled prof -- "$PROGS/closefrom_dump" "$PWD/data" >out 2>err || fail "exit $?: $(cat err)" || return 1
+	[ "$(cat data)" = "only this" ] || fail "the program's file holds: $(od -c data | head -3)" || return 1
+	local n
+	n=$(ls prof/*.cpu.pb.gz | wc -l)
+	[ "$n" -eq 4 ] || fail "want 3 signal dumps + the final one, got $n" || return 1
+	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
+}
