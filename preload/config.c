@@ -32,34 +32,28 @@ static bool parse_unsigned(const char *s, unsigned long min, unsigned long max,
 	return true;
 }
 
-static void read_unsigned(const char *name, unsigned long min, unsigned long max,
-			  unsigned *value)
+/* Reads a whole number in [min, max] into *value (an unsigned or a
+ * uint64_t, by size); on a bad value warns and keeps the default. */
+static void read_number(const char *name, unsigned long min, unsigned long max, void *value,
+			size_t size)
 {
 	const char *s = getenv(name);
 	unsigned long v;
 	if (!s)
 		return;
 	if (parse_unsigned(s, min, max, &v)) {
-		*value = (unsigned)v;
+		if (size == sizeof(unsigned))
+			*(unsigned *)value = (unsigned)v;
+		else
+			*(uint64_t *)value = v;
 		return;
 	}
-	cprof_log("%s=\"%s\" is not a whole number from %lu to %lu; using %u", name, s,
-		  min, max, *value);
+	unsigned long current = size == sizeof(unsigned) ? *(unsigned *)value : *(uint64_t *)value;
+	cprof_log("%s=\"%s\" is not a whole number from %lu to %lu; using %lu", name, s, min,
+		  max, current);
 }
 
-static void read_u64(const char *name, unsigned long min, unsigned long max, uint64_t *value)
-{
-	const char *s = getenv(name);
-	unsigned long v;
-	if (!s)
-		return;
-	if (parse_unsigned(s, min, max, &v)) {
-		*value = v;
-		return;
-	}
-	cprof_log("%s=\"%s\" is not a whole number from %lu to %lu; using %lu", name, s, min,
-		  max, (unsigned long)*value);
-}
+#define read_unsigned(name, min, max, field) read_number(name, min, max, field, sizeof *(field))
 
 static const struct {
 	const char *name;
@@ -198,10 +192,10 @@ void cprof_config_load(void)
 	read_unsigned("CPROF_CPU_HZ", 1, 10000, &cprof_config.cpu_hz);
 	read_unsigned("CPROF_MAX_DEPTH", 1, CPROF_DEPTH_LIMIT, &cprof_config.max_depth);
 	read_unsigned("CPROF_STACKS", 256, 1u << 24, &cprof_config.stacks);
-	read_u64("CPROF_HEAP_RATE", 0, 1UL << 40, &cprof_config.heap_rate);
+	read_unsigned("CPROF_HEAP_RATE", 0, 1UL << 40, &cprof_config.heap_rate);
 	read_unsigned("CPROF_HEAP_SAMPLES", 1024, 1u << 24, &cprof_config.heap_samples);
-	read_u64("CPROF_SEED", 0, ~0UL, &cprof_config.seed);
+	read_unsigned("CPROF_SEED", 0, ~0UL, &cprof_config.seed);
 	read_unsigned("CPROF_MUTEX_FRACTION", 1, 1u << 30, &cprof_config.mutex_fraction);
-	read_u64("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
+	read_unsigned("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
 	read_signal();
 }

@@ -142,7 +142,8 @@ typedef struct cprof_stack {
 } cprof_stack_t;
 
 /* Creates the table: `stacks` unique stacks of up to `max_depth` frames.
- * Memory is mmap'd once here and never grows. Returns 0 or -errno. */
+ * Address space is mmap'd once here and never grows; pages are touched as
+ * stacks arrive. Returns 0 or -errno. */
 int cprof_stacks_init(unsigned stacks, unsigned max_depth);
 
 /* Finds or adds the stack (kind, tag, frames). Never blocks, never

@@ -251,7 +251,11 @@ static uint64_t function_id(builder_t *b, const cprof_line_t *line)
 	if (b->function_ids.count * 2 >= b->function_ids.mask &&
 	    id_map_grow(&b->function_ids) < 0)
 		goto oom;
-	uint64_t h = hash_bytes(&key.name, 4 * sizeof(int64_t), 0xcbf29ce484222325ULL);
+	uint64_t h = 0xcbf29ce484222325ULL;
+	h = hash_bytes(&key.name, sizeof key.name, h);
+	h = hash_bytes(&key.system_name, sizeof key.system_name, h);
+	h = hash_bytes(&key.filename, sizeof key.filename, h);
+	h = hash_bytes(&key.start_line, sizeof key.start_line, h);
 	size_t slot = id_map_find(&b->function_ids, h, same_function, &key);
 	if (b->function_ids.ids[slot])
 		return b->function_ids.ids[slot];
@@ -531,9 +535,28 @@ int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wa
 		b.locations[i]->mapping_id = (m >= 0 && (unsigned)m < nmaps) ? (uint64_t)m + 1 : 0;
 	}
 
+	/* The settings that shaped this kind's numbers, for whoever reads it
+	 * later (pprof -comments). */
 	char comment[160];
-	snprintf(comment, sizeof comment, "libcprof %s profile; cpu_hz=%u max_depth=%u",
-		 cprof_kind_name(kind), cprof_config.cpu_hz, cprof_config.max_depth);
+	switch (kind) {
+	case CPROF_KIND_CPU:
+		snprintf(comment, sizeof comment, "libcprof cpu profile; cpu_hz=%u max_depth=%u",
+			 cprof_config.cpu_hz, cprof_config.max_depth);
+		break;
+	case CPROF_KIND_HEAP:
+		snprintf(comment, sizeof comment, "libcprof heap profile; heap_rate=%lu max_depth=%u",
+			 (unsigned long)cprof_config.heap_rate, cprof_config.max_depth);
+		break;
+	case CPROF_KIND_MUTEX:
+		snprintf(comment, sizeof comment,
+			 "libcprof mutex profile; mutex_fraction=%u max_depth=%u",
+			 cprof_config.mutex_fraction, cprof_config.max_depth);
+		break;
+	default:
+		snprintf(comment, sizeof comment, "libcprof block profile; block_rate=%lu max_depth=%u",
+			 (unsigned long)cprof_config.block_rate, cprof_config.max_depth);
+		break;
+	}
 	int64_t comment_id = intern(&b, comment);
 	int64_t default_type = intern(&b, b.format->default_type);
 

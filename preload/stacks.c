@@ -15,9 +15,10 @@
  *            exists, not the whole (mostly untouched) index.
  * An entry is written completely before a compare-and-swap publishes it in
  * a slot, so whoever sees the slot sees the whole entry. Two threads adding
- * the same new stack at once may both publish it (in different slots):
- * the writer merges samples with equal stacks, so nothing is counted twice
- * and nobody waits. Unused pages cost no memory until touched.
+ * the same new stack at once race for the same slot: the loser finds the
+ * winner's entry there, equal to its own, and uses it (its own copy stays
+ * unused in the pool). Nobody waits. The pool is sized for every stack at
+ * the full depth; unused pages cost no memory until touched.
  */
 #include "cprof_internal.h"
 
@@ -71,13 +72,18 @@ static cprof_stack_t *entry_at(uint32_t slot_value)
 	return (cprof_stack_t *)(table.pool + (slot_value - 1));
 }
 
-/* Takes room for one entry from the pool; NULL when the pool is spent. */
+/* Takes room for one entry from the pool; NULL when it does not fit (a
+ * shallower stack may still fit later). */
 static cprof_stack_t *pool_take(unsigned depth, uint32_t *ref)
 {
 	size_t words = entry_words(depth);
-	size_t at = atomic_fetch_add_explicit(&table.pool_used, words, memory_order_relaxed);
-	if (at + words > table.pool_words || at + 1 > UINT32_MAX)
-		return NULL;
+	size_t at = atomic_load_explicit(&table.pool_used, memory_order_relaxed);
+	do {
+		if (at + words > table.pool_words || at + 1 > UINT32_MAX)
+			return NULL;
+	} while (!atomic_compare_exchange_weak_explicit(&table.pool_used, &at, at + words,
+							memory_order_relaxed,
+							memory_order_relaxed));
 	*ref = (uint32_t)at + 1;
 	return (cprof_stack_t *)(table.pool + at);
 }
@@ -101,11 +107,12 @@ int cprof_stacks_init(unsigned stacks, unsigned max_depth)
 	size_t slots = 1;
 	while (slots < (size_t)stacks * 2)
 		slots <<= 1;
-	/* Room for every stack at a quarter of the maximum depth, plus the
-	 * deep ones: real programs' stacks are mostly shallow. */
-	size_t avg_depth = max_depth / 4 < 16 ? (max_depth < 16 ? max_depth : 16) : max_depth / 4;
-	size_t pool_words = (size_t)stacks * entry_words((unsigned)avg_depth) +
-			    CPROF_KIND_COUNT * entry_words(1) + entry_words(max_depth);
+	/* Room for every stack at the full depth: address space only, the
+	 * pages real (mostly shallow) stacks never reach are never touched. */
+	size_t pool_words = (size_t)stacks * entry_words(max_depth) +
+			    CPROF_KIND_COUNT * entry_words(1);
+	if (pool_words >= UINT32_MAX)
+		pool_words = UINT32_MAX - 1; /* refs are 32-bit word offsets */
 	size_t slot_bytes = (slots * sizeof(uint32_t) + 4095) & ~(size_t)4095;
 	size_t bytes = 2 * slot_bytes + pool_words * 8;
 
@@ -130,8 +137,13 @@ void cprof_stacks_reset(void)
 	 * (or, in a fork child, copying) any of the old ones. */
 	if (!table.slots)
 		return;
-	mmap((void *)table.slots, table.map_bytes, PROT_READ | PROT_WRITE,
-	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if (mmap((void *)table.slots, table.map_bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
+		/* Old entries would be overwritten while still indexed: stop
+		 * recording instead (cprof_stacks_insert sees no table). */
+		table.slots = NULL;
+		return;
+	}
 	atomic_store(&table.pool_used, 0);
 	atomic_store(&table.used, 0);
 	atomic_store(&table.full_events, 0);

@@ -32,31 +32,31 @@ fail() {
 	return 1
 }
 
-# run_profiled OUTDIR [ENV=VALUE ...] -- CMD ARGS: runs CMD under the shim.
-run_profiled() {
+# profiled_argv OUTDIR [ENV=VALUE ...] -- CMD ARGS: sets PROFILED to the
+# `env` arguments that run CMD under the shim with those settings.
+profiled_argv() {
 	local out=$1
 	shift
-	local env=()
+	PROFILED=(CPROF_OUT="$out")
 	while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-		env+=("$1")
+		PROFILED+=("$1")
 		shift
 	done
 	shift
-	env CPROF_OUT="$out" "${env[@]}" LD_PRELOAD="$SHIM" "$@"
+	PROFILED+=(LD_PRELOAD="$SHIM" "$@")
 }
 
-# start_profiled OUTDIR [ENV=VALUE ...] -- CMD ARGS: as run_profiled, in
-# the background, with $! the program's own pid (so a test can signal it).
+# run_profiled OUTDIR [ENV=VALUE ...] -- CMD ARGS: runs CMD under the shim.
+run_profiled() {
+	profiled_argv "$@"
+	env "${PROFILED[@]}"
+}
+
+# start_profiled ...: the same in place of the calling (sub)shell, for
+# `(start_profiled ... ) &` where $! must be the program's own pid.
 start_profiled() {
-	local out=$1
-	shift
-	local env=()
-	while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-		env+=("$1")
-		shift
-	done
-	shift
-	exec env CPROF_OUT="$out" "${env[@]}" LD_PRELOAD="$SHIM" "$@"
+	profiled_argv "$@"
+	exec env "${PROFILED[@]}"
 }
 
 # profile_of DIR KIND: the newest (highest sequence) profile of KIND in DIR.
