@@ -1,11 +1,924 @@
-/* heap.c — placeholder until the heap profile lands: the hooks init.c calls. */
+/* heap.c — the heap profile: the malloc family's wrappers, the sampler that
+ * picks the allocations to record, and the table of live sampled blocks
+ * that matches their frees.
+ *
+ * Sampling, as Go's runtime does it: each thread counts down the bytes it
+ * allocates from a number drawn from an exponential distribution of mean
+ * CPROF_HEAP_RATE (R); the allocation that takes the count to zero or
+ * below is sampled and a new count is drawn. So every byte allocated has
+ * the same chance 1/R of landing a sample, an allocation of s bytes is
+ * sampled with probability 1 - exp(-s/R), and a sample stands for
+ * 1 / (1 - exp(-s/R)) allocations of its size. That scaling is applied at
+ * dump time (heap_values), per (stack, size) entry: the stack table keys
+ * heap entries by stack and size (the entry's tag, which the writer puts
+ * in the `bytes` label), and the raw counters are samples and sampled
+ * bytes. R = 1 samples every allocation, unscaled; R = 0 turns the heap
+ * profile off. CPROF_SEED makes each thread's draws repeatable.
+ *
+ * Raw counters of a heap entry: [0] allocations sampled, [1] their bytes,
+ * [2] of those, still live, [3] their bytes. One exception: when the stack
+ * table is full, cprof_stacks_insert hands back the kind's one
+ * "[cprof: dropped]" entry, whose samples have every size; there the
+ * counts are stored already scaled, in 1/65536ths of an object, and the
+ * bytes already scaled too, so the totals stay unbiased.
+ *
+ * The live-sample table remembers each sampled block (address -> entry,
+ * size) so that its free takes it out of inuse_*. In front of it, a filter
+ * of one-byte counters, indexed by a hash of the address, counts the live
+ * sampled blocks that hash there: an unsampled free reads one counter,
+ * finds 0 and goes straight to the real free. Both are mmap'd once, at
+ * start, sized by CPROF_HEAP_SAMPLES (N live sampled blocks, default
+ * 65536): 2N rounded up to a power of two slots of 24 bytes, plus 16N
+ * rounded up counters of one byte; 64 bytes per block, 4 MiB at the
+ * default (64 KiB at the minimum N = 1024). Pages never touched cost no
+ * memory. When the table holds N blocks, a newly sampled block is still
+ * counted as allocated, under its stack with a "[cprof: dropped]" leaf
+ * frame, but it is not tracked: its inuse_* are not recorded, and a
+ * profile that shows such frames under-reports inuse by their share.
+ *
+ * The next definitions are found with dlsym(RTLD_NEXT) at the first call
+ * of any wrapper, which may come before the constructor (from the dynamic
+ * loader, libc's set-up, other libraries' constructors). dlsym allocates;
+ * those allocations, made while this thread resolves, are served from a
+ * small static arena, and free ignores arena pointers. Whatever comes next
+ * in the lookup order is what gets called: glibc, or jemalloc, tcmalloc,
+ * mimalloc when the program is linked with (or preloads) one.
+ *
+ * CPROF_SIGSAFE: every wrapper and what it calls. They allocate nothing of
+ * their own, take no lock, print nothing and leave errno as the real call
+ * left it. The fast paths cost: malloc, a thread-local subtraction and a
+ * test before the tail call; free, a hash and a one-byte load (the filter)
+ * and a range test (the arena) before the tail call. Only a sampled
+ * allocation unwinds, with the re-entrancy guard held, and the profiler's
+ * own allocations (cprof_thread.busy > 0) are never sampled.
+ */
 #include "cprof_internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the next definitions and the bootstrap arena --------------------- */
+
+/* Until resolved, each pointer is a bootstrap function that resolves them
+ * all, or, on a thread that is resolving, serves from the arena: so the
+ * fast paths need no "resolved yet?" test. */
+static void *boot_malloc(size_t size);
+static void *boot_calloc(size_t n, size_t size);
+static void *boot_realloc(void *p, size_t size);
+static void boot_free(void *p);
+static int boot_posix_memalign(void **out, size_t align, size_t size);
+static void *boot_aligned_alloc(size_t align, size_t size);
+static void *boot_memalign(size_t align, size_t size);
+static void *boot_valloc(size_t size);
+static void *boot_pvalloc(size_t size);
+
+static void *(*real_malloc)(size_t) = boot_malloc;
+static void *(*real_calloc)(size_t, size_t) = boot_calloc;
+static void *(*real_realloc)(void *, size_t) = boot_realloc;
+static void (*real_free)(void *) = boot_free;
+static int (*real_posix_memalign)(void **, size_t, size_t) = boot_posix_memalign;
+static void *(*real_aligned_alloc)(size_t, size_t) = boot_aligned_alloc;
+static void *(*real_memalign)(size_t, size_t) = boot_memalign;
+static void *(*real_valloc)(size_t) = boot_valloc;
+static void *(*real_pvalloc)(size_t) = boot_pvalloc;
+
+/* dlsym's allocations (a few hundred bytes in glibc 2.36; more when it
+ * has an error to report). Never reused: a free of an arena pointer is
+ * ignored, and its memory is zero from the start, as calloc needs. */
+#define ARENA_BYTES (64 * 1024)
+static char heap_arena[ARENA_BYTES] __attribute__((aligned(64)));
+static atomic_size_t heap_arena_used;
+
+/* Per-thread sampler state, initial-exec TLS: one load to reach. */
+typedef struct heap_thread {
+	int64_t countdown; /* bytes to the next sample; <= 0: take the slow path */
+	uint64_t rng;      /* xorshift64* state; 0 until the thread's first draw */
+	int resolving;     /* inside dlsym: allocations come from the arena */
+} heap_thread_t;
+
+static __thread heap_thread_t heap_tls __attribute__((tls_model("initial-exec")));
+
+static inline bool heap_in_arena(const void *p)
+{
+	return (uintptr_t)p - (uintptr_t)heap_arena < ARENA_BYTES;
+}
+
+/* A block of the arena, zeroed, with its size in the 8 bytes before it. */
+static void *arena_alloc(size_t size, size_t align)
+{
+	if (align < 16)
+		align = 16;
+	if (size > ARENA_BYTES || (align & (align - 1)) || align > ARENA_BYTES / 4) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	size_t used = atomic_load_explicit(&heap_arena_used, memory_order_relaxed);
+	for (;;) {
+		size_t start = (used + 16 + align - 1) & ~(align - 1);
+		size_t end = start + ((size + 15) & ~(size_t)15);
+		if (end > ARENA_BYTES) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		if (atomic_compare_exchange_weak(&heap_arena_used, &used, end)) {
+			memcpy(heap_arena + start - 8, &size, sizeof size);
+			return heap_arena + start;
+		}
+	}
+}
+
+static size_t arena_size_of(const void *p)
+{
+	size_t size;
+	memcpy(&size, (const char *)p - 8, sizeof size);
+	return size;
+}
+
+static void *next_symbol(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+static void *fail_alloc(size_t a)
+{
+	(void)a;
+	errno = ENOMEM;
+	return NULL;
+}
+
+static void *fail_alloc2(size_t a, size_t b)
+{
+	(void)a, (void)b;
+	errno = ENOMEM;
+	return NULL;
+}
+
+static void *fail_realloc(void *p, size_t b)
+{
+	(void)p, (void)b;
+	errno = ENOMEM;
+	return NULL;
+}
+
+static void fail_free(void *p)
+{
+	(void)p;
+}
+
+static int fail_posix_memalign(void **out, size_t a, size_t b)
+{
+	(void)out, (void)a, (void)b;
+	return ENOMEM;
+}
+
+/* Finds every next definition, then publishes them together: until the
+ * last dlsym returns, this thread's allocations come from the arena.
+ * Threads that race here resolve the same values. A name with no next
+ * definition (not with glibc, which has them all) fails with ENOMEM. */
+static void heap_resolve(void)
+{
+	int saved_errno = errno;
+	heap_tls.resolving++;
+	void *m = next_symbol("malloc"), *c = next_symbol("calloc"),
+	     *r = next_symbol("realloc"), *f = next_symbol("free"),
+	     *pm = next_symbol("posix_memalign"), *aa = next_symbol("aligned_alloc"),
+	     *ma = next_symbol("memalign"), *va = next_symbol("valloc"),
+	     *pv = next_symbol("pvalloc");
+	heap_tls.resolving--;
+	__atomic_store_n(&real_calloc, c ? (void *(*)(size_t, size_t))c : fail_alloc2, __ATOMIC_RELEASE);
+	__atomic_store_n(&real_realloc, r ? (void *(*)(void *, size_t))r : fail_realloc, __ATOMIC_RELEASE);
+	__atomic_store_n(&real_free, f ? (void (*)(void *))f : fail_free, __ATOMIC_RELEASE);
+	__atomic_store_n(&real_posix_memalign,
+			 pm ? (int (*)(void **, size_t, size_t))pm : fail_posix_memalign,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&real_aligned_alloc, aa ? (void *(*)(size_t, size_t))aa : fail_alloc2,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&real_memalign, ma ? (void *(*)(size_t, size_t))ma : fail_alloc2,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&real_valloc, va ? (void *(*)(size_t))va : fail_alloc, __ATOMIC_RELEASE);
+	__atomic_store_n(&real_pvalloc, pv ? (void *(*)(size_t))pv : fail_alloc, __ATOMIC_RELEASE);
+	__atomic_store_n(&real_malloc, m ? (void *(*)(size_t))m : fail_alloc, __ATOMIC_RELEASE);
+	errno = saved_errno;
+}
+
+static void *boot_malloc(size_t size)
+{
+	if (heap_tls.resolving)
+		return arena_alloc(size, 16);
+	heap_resolve();
+	return real_malloc(size);
+}
+
+static void *boot_calloc(size_t n, size_t size)
+{
+	size_t bytes;
+	if (heap_tls.resolving) {
+		if (__builtin_mul_overflow(n, size, &bytes)) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		return arena_alloc(bytes, 16);
+	}
+	heap_resolve();
+	return real_calloc(n, size);
+}
+
+/* Only reached with a pointer that is not the arena's (see realloc). */
+static void *boot_realloc(void *p, size_t size)
+{
+	if (heap_tls.resolving)
+		return p ? NULL : arena_alloc(size, 16);
+	heap_resolve();
+	return real_realloc(p, size);
+}
+
+static void boot_free(void *p)
+{
+	if (heap_tls.resolving)
+		return; /* cannot be: nothing but the arena has allocated yet */
+	heap_resolve();
+	real_free(p);
+}
+
+static int boot_posix_memalign(void **out, size_t align, size_t size)
+{
+	if (heap_tls.resolving) {
+		void *p = arena_alloc(size, align);
+		if (!p)
+			return ENOMEM;
+		*out = p;
+		return 0;
+	}
+	heap_resolve();
+	return real_posix_memalign(out, align, size);
+}
+
+static void *boot_aligned_alloc(size_t align, size_t size)
+{
+	if (heap_tls.resolving)
+		return arena_alloc(size, align);
+	heap_resolve();
+	return real_aligned_alloc(align, size);
+}
+
+static void *boot_memalign(size_t align, size_t size)
+{
+	if (heap_tls.resolving)
+		return arena_alloc(size, align);
+	heap_resolve();
+	return real_memalign(align, size);
+}
+
+static void *boot_valloc(size_t size)
+{
+	if (heap_tls.resolving)
+		return arena_alloc(size, 4096);
+	heap_resolve();
+	return real_valloc(size);
+}
+
+static void *boot_pvalloc(size_t size)
+{
+	if (heap_tls.resolving)
+		return arena_alloc((size + 4095) & ~(size_t)4095, 4096);
+	heap_resolve();
+	return real_pvalloc(size);
+}
+
+/* ---- sampler state ---------------------------------------------------- */
+
+enum { HEAP_UNSET = 0, HEAP_ON = 1, HEAP_OFF = 2 };
+static atomic_int heap_state;      /* UNSET until the constructor decides */
+static uint64_t heap_rate;         /* CPROF_HEAP_RATE, fixed at start */
+static double heap_rate_double;
+static atomic_uint heap_thread_ordinal; /* for CPROF_SEED: threads in order */
+
+/* Far enough that no thread ever gets there: the heap profile is off. */
+#define COUNTDOWN_NEVER (INT64_MAX / 2)
+
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t heap_rng_next(void)
+{
+	uint64_t x = heap_tls.rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	heap_tls.rng = x;
+	return x * 2685821657736338717ULL;
+}
+
+/* A thread's first draw. With CPROF_SEED, the main thread always gets the
+ * same sequence, and other threads one per order of their first sampled
+ * byte; without it, a different one per thread and run. */
+static void heap_thread_seed(void)
+{
+	uint64_t seed;
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	if (cprof_config.seed) {
+		uint64_t ordinal = tid == getpid() || cprof_thread.busy
+					   ? 0
+					   : 1 + atomic_fetch_add(&heap_thread_ordinal, 1);
+		seed = mix64(cprof_config.seed ^ mix64(ordinal + 0x9e3779b97f4a7c15ULL));
+	} else {
+		seed = mix64(((uint64_t)tid << 32) ^ (uint64_t)cprof_now_ns(CLOCK_MONOTONIC) ^
+			     (uintptr_t)&heap_tls);
+	}
+	heap_tls.rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
+}
+
+/* Natural logarithm of x in (0, 1], to about 1e-15: libcprof does not link
+ * libm. x = m 2^e with m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(t) with
+ * t = (m - 1) / (m + 1), |t| < 0.172, whose series converges fast. */
+static double heap_log(double x)
+{
+	union { double d; uint64_t u; } v = { .d = x };
+	int e = (int)((v.u >> 52) & 0x7ff) - 1023;
+	v.u = (v.u & ((1ULL << 52) - 1)) | (1023ULL << 52);
+	double m = v.d;
+	if (m > 1.4142135623730951) {
+		m *= 0.5;
+		e++;
+	}
+	double t = (m - 1) / (m + 1), t2 = t * t, term = t, sum = t;
+	for (int k = 3; k <= 23; k += 2) {
+		term *= t2;
+		sum += term / k;
+	}
+	return 2 * sum + e * 0.6931471805599453;
+}
+
+/* 1 - exp(-x) for x >= 0, without cancellation for small x. */
+static double heap_one_minus_exp_neg(double x)
+{
+	if (x < 0.5) {
+		double term = x, sum = x;
+		for (int k = 2; k <= 20; k++) {
+			term *= -x / k;
+			sum += term;
+		}
+		return sum;
+	}
+	if (x > 700)
+		return 1;
+	/* exp(-x) = 2^-k exp(-r), x = k ln 2 + r, r in [0, ln 2). */
+	int k = (int)(x / 0.6931471805599453);
+	double r = x - k * 0.6931471805599453, term = 1, sum = 1;
+	for (int i = 1; i <= 20; i++) {
+		term *= -r / i;
+		sum += term;
+	}
+	union { double d; uint64_t u; } scale = { .u = (uint64_t)(1023 - k) << 52 };
+	return 1 - sum * scale.d;
+}
+
+/* How many allocations of `size` bytes one sample stands for. */
+static double heap_weight(uint64_t size)
+{
+	if (heap_rate <= 1 || size == 0)
+		return 1;
+	return 1 / heap_one_minus_exp_neg((double)size / heap_rate_double);
+}
+
+/* Bytes to the next sample: exponential of mean R, in whole bytes, plus
+ * one (as Go does), so an allocation of s bytes is sampled with probability
+ * exactly 1 - exp(-s/R). R = 1: every allocation. */
+static int64_t heap_next_countdown(void)
+{
+	if (heap_rate <= 1)
+		return 0;
+	double u = (double)((heap_rng_next() >> 11) + 1) * 0x1p-53; /* (0, 1] */
+	return (int64_t)(-heap_log(u) * heap_rate_double) + 1;
+}
+
+/* The countdown of this thread reached zero on an allocation of `size`
+ * bytes: true if it is to be recorded. Draws the next countdown. */
+CPROF_SIGSAFE __attribute__((noinline)) static bool heap_sample_decide(size_t size)
+{
+	int state = atomic_load_explicit(&heap_state, memory_order_acquire);
+	if (CPROF_UNLIKELY(state != HEAP_ON)) {
+		/* Before the constructor: come back here until it decides. */
+		if (state == HEAP_UNSET && atomic_load(&cprof_running) &&
+		    !cprof_enabled(CPROF_KIND_HEAP))
+			atomic_store(&heap_state, state = HEAP_OFF);
+		heap_tls.countdown = state == HEAP_OFF ? COUNTDOWN_NEVER : 0;
+		return false;
+	}
+	if (CPROF_UNLIKELY(!heap_tls.rng)) {
+		/* The thread's first draw: is this allocation already past it? */
+		heap_thread_seed();
+		heap_tls.countdown += heap_next_countdown();
+		if (heap_tls.countdown > 0)
+			return false;
+	}
+	heap_tls.countdown = heap_next_countdown();
+	/* A sample point that lands in the profiler's own allocation is
+	 * dropped; by the exponential's lack of memory the program's
+	 * allocations keep their chances. Sizes of 0 cannot be sampled at
+	 * R > 1 (their chance is 0; this only guards the scaling). */
+	if (cprof_thread.busy || (size == 0 && heap_rate > 1) ||
+	    !atomic_load_explicit(&cprof_running, memory_order_relaxed))
+		return false;
+	return true;
+}
+
+/* The fast path's test: count `size` bytes down; true when the slow path
+ * must decide. Sizes beyond INT64_MAX fail in the allocator anyway. */
+static inline bool heap_countdown_expired(size_t size)
+{
+	return CPROF_UNLIKELY((heap_tls.countdown -= (int64_t)size) <= 0);
+}
+
+/* ---- the filter and the live-sample table ---------------------------- */
+
+typedef struct live_slot {
+	_Atomic uintptr_t block;   /* LIVE_EMPTY, LIVE_TOMBSTONE or an address */
+	cprof_stack_t *entry;      /* written by the inserter after the claim */
+	uint64_t size;
+} live_slot_t;
+
+#define LIVE_EMPTY ((uintptr_t)0)
+#define LIVE_TOMBSTONE ((uintptr_t)1)
+#define LIVE_PROBES 64 /* a block sits within this many slots of its home */
+#define HASH_MULTIPLIER 0x9e3779b97f4a7c15ULL
+
+/* Until start, the filter is two zero counters: every free misses it. */
+static _Atomic uint8_t filter_empty[2];
+static struct {
+	_Atomic uint8_t *counts;   /* published before shift */
+	_Atomic unsigned shift;    /* 64 - log2(number of counters) */
+} filter = { filter_empty, 63 };
+
+static struct {
+	live_slot_t *slots;
+	size_t mask;
+	unsigned shift;
+	unsigned capacity;         /* CPROF_HEAP_SAMPLES */
+	_Atomic unsigned live;
+	void *map;                 /* slots and filter counters, one mapping */
+	size_t map_bytes;
+} live;
+
+static inline uint64_t address_hash(const void *p)
+{
+	return (uintptr_t)p * HASH_MULTIPLIER;
+}
+
+/* Is p perhaps a sampled block? One counter load; false: certainly not. */
+static inline bool filter_maybe(const void *p)
+{
+	unsigned shift = atomic_load_explicit(&filter.shift, memory_order_acquire);
+	_Atomic uint8_t *counts = filter.counts;
+	return atomic_load_explicit(&counts[address_hash(p) >> shift], memory_order_relaxed) != 0;
+}
+
+/* Counters stick at 255: from then on that counter always says "maybe",
+ * which costs a table lookup, never a missed free. */
+static void filter_add(const void *p, int delta)
+{
+	_Atomic uint8_t *c = &filter.counts[address_hash(p) >> filter.shift];
+	uint8_t old = atomic_load_explicit(c, memory_order_relaxed);
+	while (old != 255 &&
+	       !atomic_compare_exchange_weak_explicit(c, &old, (uint8_t)(old + delta),
+						      memory_order_release, memory_order_relaxed))
+		;
+}
+
+/* Claims a slot for a block; NULL when N blocks are already held (or,
+ * far less likely, the block's neighbourhood is full). */
+static live_slot_t *live_insert(const void *p)
+{
+	if (atomic_fetch_add_explicit(&live.live, 1, memory_order_relaxed) >= live.capacity) {
+		atomic_fetch_sub_explicit(&live.live, 1, memory_order_relaxed);
+		return NULL;
+	}
+	size_t i = address_hash(p) >> live.shift;
+	for (int probe = 0; probe < LIVE_PROBES; probe++, i = (i + 1) & live.mask) {
+		uintptr_t cur = atomic_load_explicit(&live.slots[i].block, memory_order_relaxed);
+		if (cur <= LIVE_TOMBSTONE &&
+		    atomic_compare_exchange_strong_explicit(&live.slots[i].block, &cur,
+							    (uintptr_t)p, memory_order_acq_rel,
+							    memory_order_relaxed))
+			return &live.slots[i];
+	}
+	atomic_fetch_sub_explicit(&live.live, 1, memory_order_relaxed);
+	return NULL;
+}
+
+/* The slot of a live sampled block, or NULL. A slot never goes back to
+ * empty (removal leaves a tombstone), so the scan may stop at the first
+ * empty one: nothing was placed past it. */
+static live_slot_t *live_find(const void *p)
+{
+	size_t i = address_hash(p) >> live.shift;
+	for (int probe = 0; probe < LIVE_PROBES; probe++, i = (i + 1) & live.mask) {
+		uintptr_t cur = atomic_load_explicit(&live.slots[i].block, memory_order_acquire);
+		if (cur == (uintptr_t)p)
+			return &live.slots[i];
+		if (cur == LIVE_EMPTY)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* ---- recording ------------------------------------------------------- */
+
+/* The stack table's own "[cprof: dropped]" entry: samples of every size,
+ * kept scaled (see the top of the file). */
+static inline bool heap_entry_prescaled(const cprof_stack_t *s)
+{
+	return s->depth == 1 && s->frames[0] == CPROF_FRAME_DROPPED && s->tag == 0;
+}
+
+#define PRESCALED_ONE 65536 /* one object, in the prescaled counts */
+
+/* Adds (sign +1) or takes away (sign -1) one sampled block of `size`
+ * bytes; `alloc`: the alloc_* counters too, `inuse`: the inuse_* ones. */
+static void heap_count(cprof_stack_t *s, uint64_t size, int sign, bool alloc, bool inuse)
+{
+	int64_t objects = 1, bytes = (int64_t)size;
+	if (CPROF_UNLIKELY(heap_entry_prescaled(s))) {
+		double w = heap_weight(size);
+		objects = (int64_t)(w * PRESCALED_ONE + 0.5);
+		bytes = (int64_t)(w * (double)size + 0.5);
+	}
+	if (alloc) {
+		cprof_stack_add(s, 0, sign * objects);
+		cprof_stack_add(s, 1, sign * bytes);
+	}
+	if (inuse) {
+		cprof_stack_add(s, 2, sign * objects);
+		cprof_stack_add(s, 3, sign * bytes);
+	}
+}
+
+/* A sampled allocation: its stack, its counters, its slot. */
+CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, size_t size)
+{
+	int saved_errno = errno;
+	unsigned max = cprof_config.max_depth;
+	uintptr_t pcs[max + 1]; /* pcs[0]: room for a "[cprof: dropped]" leaf */
+
+	cprof_thread.busy++;
+	int depth = cprof_unwind_here(pcs + 1, (int)max);
+	cprof_thread.busy--;
+	if (depth <= 0) {
+		pcs[1] = CPROF_FRAME_NOUNWIND;
+		depth = 1;
+	}
+	filter_add(p, +1); /* before the slot: the filter never misses a block */
+	live_slot_t *slot = live_insert(p);
+	cprof_stack_t *s;
+	if (CPROF_LIKELY(slot != NULL)) {
+		s = cprof_stacks_insert(CPROF_KIND_HEAP, size, pcs + 1, (unsigned)depth);
+	} else {
+		filter_add(p, -1);
+		pcs[0] = CPROF_FRAME_DROPPED;
+		s = cprof_stacks_insert(CPROF_KIND_HEAP, size, pcs, (unsigned)depth + 1);
+	}
+	if (s)
+		heap_count(s, size, +1, true, slot != NULL);
+	if (slot) {
+		slot->entry = s;
+		slot->size = size;
+	}
+	errno = saved_errno;
+}
+
+typedef struct heap_record {
+	cprof_stack_t *entry;
+	uint64_t size;
+} heap_record_t;
+
+/* Takes a block out of the table, if it is there; its inuse_* not yet. */
+static bool heap_forget(const void *p, heap_record_t *out)
+{
+	/* free(NULL) must not match an empty slot, nor anything a tombstone. */
+	if ((uintptr_t)p <= LIVE_TOMBSTONE)
+		return false;
+	live_slot_t *slot = live_find(p);
+	if (!slot)
+		return false;
+	out->entry = slot->entry;
+	out->size = slot->size;
+	/* After this store another block may take the slot. */
+	atomic_store_explicit(&slot->block, LIVE_TOMBSTONE, memory_order_release);
+	atomic_fetch_sub_explicit(&live.live, 1, memory_order_relaxed);
+	filter_add(p, -1);
+	return true;
+}
+
+/* The free of a block the filter says may be sampled. */
+CPROF_SIGSAFE __attribute__((noinline)) static void heap_free_sampled(void *p)
+{
+	heap_record_t rec;
+	if (heap_forget(p, &rec) && rec.entry)
+		heap_count(rec.entry, rec.size, -1, false, true);
+}
+
+/* ---- the wrappers ------------------------------------------------------ */
+
+/* The slow half of the allocating wrappers: the countdown expired. */
+CPROF_SIGSAFE __attribute__((noinline)) static void *heap_malloc_slow(size_t size)
+{
+	bool sample = heap_sample_decide(size);
+	void *p = real_malloc(size);
+	if (sample && p)
+		heap_record_alloc(p, size);
+	return p;
+}
+
+CPROF_SIGSAFE CPROF_EXPORT void *malloc(size_t size)
+{
+	if (CPROF_LIKELY(!heap_countdown_expired(size)))
+		return real_malloc(size);
+	return heap_malloc_slow(size);
+}
+
+CPROF_SIGSAFE CPROF_EXPORT void free(void *p)
+{
+	if (CPROF_UNLIKELY(filter_maybe(p)))
+		heap_free_sampled(p);
+	if (CPROF_UNLIKELY(heap_in_arena(p)))
+		return;
+	real_free(p);
+}
+
+CPROF_SIGSAFE __attribute__((noinline)) static void *heap_calloc_slow(size_t n, size_t size,
+								     size_t bytes)
+{
+	bool sample = heap_sample_decide(bytes);
+	void *p = real_calloc(n, size);
+	if (sample && p)
+		heap_record_alloc(p, bytes);
+	return p;
+}
+
+CPROF_SIGSAFE CPROF_EXPORT void *calloc(size_t n, size_t size)
+{
+	size_t bytes;
+	if (CPROF_UNLIKELY(__builtin_mul_overflow(n, size, &bytes)))
+		return real_calloc(n, size); /* which fails, as it should */
+	if (CPROF_LIKELY(!heap_countdown_expired(bytes)))
+		return real_calloc(n, size);
+	return heap_calloc_slow(n, size, bytes);
+}
+
+/* realloc of a block from the arena: a new block from the real allocator
+ * (or the arena, while resolving), the old one left where it is. */
+static void *arena_realloc(void *old, size_t size)
+{
+	void *p = heap_tls.resolving ? arena_alloc(size, 16) : malloc(size);
+	if (p) {
+		size_t old_size = arena_size_of(old);
+		memcpy(p, old, old_size < size ? old_size : size);
+	}
+	return p;
+}
+
+/* realloc as free of the old block and allocation of the new size: the
+ * sample follows the block to its new address when the new size is
+ * sampled, which keeps every figure unbiased; alloc_* count the new size. */
+CPROF_SIGSAFE __attribute__((noinline)) static void *heap_realloc_slow(void *old, size_t size,
+								      bool maybe_sampled,
+								      bool expired)
+{
+	heap_record_t rec;
+	/* Out of the table before the real call: once that has freed the
+	 * block, another thread may be given the address. */
+	bool had = maybe_sampled && heap_forget(old, &rec);
+	bool sample = expired && heap_sample_decide(size);
+	void *p = real_realloc(old, size);
+	int saved_errno = errno;
+	if (had && rec.entry) {
+		if (!p && size != 0) {
+			/* Failed: the old block is still there, and still sampled. */
+			live_slot_t *slot;
+			filter_add(old, +1);
+			if ((slot = live_insert(old))) {
+				slot->entry = rec.entry;
+				slot->size = rec.size;
+			} else {
+				filter_add(old, -1);
+				heap_count(rec.entry, rec.size, -1, false, true);
+			}
+		} else {
+			heap_count(rec.entry, rec.size, -1, false, true);
+		}
+	}
+	if (sample && p)
+		heap_record_alloc(p, size);
+	errno = saved_errno;
+	return p;
+}
+
+CPROF_SIGSAFE CPROF_EXPORT void *realloc(void *old, size_t size)
+{
+	if (CPROF_UNLIKELY(heap_in_arena(old)))
+		return arena_realloc(old, size);
+	bool maybe_sampled = old && filter_maybe(old);
+	bool expired = heap_countdown_expired(size);
+	if (CPROF_LIKELY(!maybe_sampled && !expired))
+		return real_realloc(old, size);
+	return heap_realloc_slow(old, size, maybe_sampled, expired);
+}
+
+/* Not forwarded: the next reallocarray may call realloc through the PLT,
+ * which would reach the wrapper above a second time. */
+CPROF_SIGSAFE CPROF_EXPORT void *reallocarray(void *old, size_t n, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(old, bytes);
+}
+
+CPROF_SIGSAFE CPROF_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+	if (CPROF_LIKELY(!heap_countdown_expired(size)))
+		return real_posix_memalign(out, align, size);
+	bool sample = heap_sample_decide(size);
+	int err = real_posix_memalign(out, align, size);
+	if (sample && err == 0 && *out)
+		heap_record_alloc(*out, size);
+	return err;
+}
+
+/* aligned_alloc, memalign, valloc, pvalloc: an alignment and a size. */
+typedef void *(*aligned_fn)(size_t, size_t);
+
+CPROF_SIGSAFE __attribute__((noinline)) static void *heap_aligned_slow(aligned_fn fn,
+								      size_t align, size_t size,
+								      size_t bytes)
+{
+	bool sample = heap_sample_decide(bytes);
+	void *p = fn(align, size);
+	if (sample && p)
+		heap_record_alloc(p, bytes);
+	return p;
+}
+
+CPROF_SIGSAFE CPROF_EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+	if (CPROF_LIKELY(!heap_countdown_expired(size)))
+		return real_aligned_alloc(align, size);
+	return heap_aligned_slow(real_aligned_alloc, align, size, size);
+}
+
+CPROF_SIGSAFE CPROF_EXPORT void *memalign(size_t align, size_t size)
+{
+	if (CPROF_LIKELY(!heap_countdown_expired(size)))
+		return real_memalign(align, size);
+	return heap_aligned_slow(real_memalign, align, size, size);
+}
+
+static void *call_valloc(size_t align, size_t size)
+{
+	(void)align;
+	return real_valloc(size);
+}
+
+static void *call_pvalloc(size_t align, size_t size)
+{
+	(void)align;
+	return real_pvalloc(size);
+}
+
+CPROF_SIGSAFE CPROF_EXPORT void *valloc(size_t size)
+{
+	if (CPROF_LIKELY(!heap_countdown_expired(size)))
+		return real_valloc(size);
+	return heap_aligned_slow(call_valloc, 0, size, size);
+}
+
+/* pvalloc rounds the size up to whole pages: that is what is allocated. */
+CPROF_SIGSAFE CPROF_EXPORT void *pvalloc(size_t size)
+{
+	size_t page = (size_t)getpagesize();
+	size_t bytes = size ? (size + page - 1) & ~(page - 1) : page;
+	if (CPROF_LIKELY(bytes < size || !heap_countdown_expired(bytes)))
+		return real_pvalloc(size);
+	return heap_aligned_slow(call_pvalloc, 0, size, bytes);
+}
+
+/* ---- dump path -------------------------------------------------------- */
+
+static int64_t round_to_int(double x)
+{
+	return x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5);
+}
+
+/* Raw counters to unbiased values: each sample of an entry of size s
+ * stands for 1 / (1 - exp(-s/R)) allocations of s bytes. */
+static void heap_values(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX])
+{
+	int64_t raw[4];
+	for (int i = 0; i < 4; i++)
+		raw[i] = atomic_load_explicit(&s->values[i], memory_order_relaxed);
+	if (heap_entry_prescaled(s)) {
+		out[0] = round_to_int((double)raw[0] / PRESCALED_ONE);
+		out[1] = raw[1];
+		out[2] = round_to_int((double)raw[2] / PRESCALED_ONE);
+		out[3] = raw[3];
+		return;
+	}
+	double w = heap_weight(s->tag);
+	for (int i = 0; i < 4; i++)
+		out[i] = round_to_int((double)raw[i] * w);
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+static size_t round_up_pow2(size_t n)
+{
+	size_t p = 1;
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+static unsigned log2_of(size_t pow2)
+{
+	return (unsigned)__builtin_ctzll(pow2);
+}
 
 int cprof_heap_start(void)
 {
+	if (real_malloc == boot_malloc)
+		heap_resolve();
+	if (cprof_config.heap_rate == 0) {
+		atomic_store(&heap_state, HEAP_OFF);
+		return 0;
+	}
+	size_t capacity = cprof_config.heap_samples;
+	size_t slots = round_up_pow2(2 * capacity);
+	size_t counters = round_up_pow2(16 * capacity);
+	size_t slot_bytes = (slots * sizeof(live_slot_t) + 4095) & ~(size_t)4095;
+	size_t bytes = slot_bytes + counters;
+	void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (map == MAP_FAILED) {
+		int err = errno;
+		cprof_log("cannot map the heap profile's live-sample table (%lu bytes: %s); "
+			  "no heap profile", (unsigned long)bytes, strerror(err));
+		atomic_store(&heap_state, HEAP_OFF);
+		return -err;
+	}
+	live.map = map;
+	live.map_bytes = bytes;
+	live.slots = map;
+	live.mask = slots - 1;
+	live.shift = 64 - log2_of(slots);
+	live.capacity = (unsigned)capacity;
+	atomic_store(&live.live, 0);
+
+	heap_rate = cprof_config.heap_rate;
+	heap_rate_double = (double)heap_rate;
+	cprof_pprof_values[CPROF_KIND_HEAP] = heap_values;
+	cprof_pprof_period[CPROF_KIND_HEAP] = (int64_t)heap_rate;
+
+	/* Counters first, then the shift that indexes them (see filter_maybe). */
+	filter.counts = (_Atomic uint8_t *)((char *)map + slot_bytes);
+	atomic_store_explicit(&filter.shift, 64 - log2_of(counters), memory_order_release);
+	atomic_store_explicit(&heap_state, HEAP_ON, memory_order_release);
+	atomic_fetch_or(&cprof_dump_kinds, 1u << CPROF_KIND_HEAP);
 	return 0;
 }
 
+/* The child of fork: the parent's samples are not its own. The stack
+ * table is emptied by the caller; here the live table and the filter, by
+ * mapping fresh zero pages over them (no page is copied or touched). The
+ * child's frees of the parent's blocks then find nothing, so its inuse
+ * never goes below what it allocated itself. The forking thread draws
+ * afresh, so parent and child do not sample in lockstep. */
 void cprof_heap_atfork_child(void)
 {
+	if (atomic_load(&heap_state) != HEAP_ON)
+		return;
+	mmap(live.map, live.map_bytes, PROT_READ | PROT_WRITE,
+	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	atomic_store(&live.live, 0);
+	if (heap_tls.rng) {
+		heap_tls.rng = mix64(heap_tls.rng ^ 0xd6e8feb86659fd93ULL);
+		if (!heap_tls.rng)
+			heap_tls.rng = 0x9e3779b97f4a7c15ULL;
+		heap_tls.countdown = heap_next_countdown();
+	}
 }

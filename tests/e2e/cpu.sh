@@ -293,8 +293,8 @@ test_short_process_leaves_no_empty_files() {
 # order of magnitude; nothing crashes.
 test_full_table_counts_dropped() {
 	run_profiled prof CPROF_STACKS=256 CPROF_CPU_HZ=1000 -- \
-		"$PROGS/many_stacks" 10 >out 2>err || fail "exit $?: $(cat err)" || return 1
-	run_profiled big CPROF_CPU_HZ=1000 -- "$PROGS/many_stacks" 10 >/dev/null 2>&1
+		"$PROGS/many_stacks" 30 >out 2>err || fail "exit $?: $(cat err)" || return 1
+	run_profiled big CPROF_CPU_HZ=1000 -- "$PROGS/many_stacks" 30 >/dev/null 2>&1
 	local file dropped total big_total
 	file=$(profile_of prof cpu)
 	dropped=$(cprof_value "$file" "[cprof: dropped]" flat)
