@@ -623,12 +623,16 @@ static bool heap_forget(const void *p, heap_record_t *out)
 	return true;
 }
 
-/* The free of a block the filter says may be sampled. */
-CPROF_SIGSAFE __attribute__((noinline)) static void heap_free_sampled(void *p)
+/* The free of a block the filter says may be sampled: out of the table
+ * before the real free, after which the address may be handed out again. */
+CPROF_SIGSAFE __attribute__((noinline)) static void heap_free_slow(void *p)
 {
 	heap_record_t rec;
 	if (heap_forget(p, &rec) && rec.entry)
 		heap_count(rec.entry, rec.size, -1, false, true);
+	if (heap_in_arena(p))
+		return;
+	real_free(p);
 }
 
 /* ---- the wrappers ------------------------------------------------------ */
@@ -653,7 +657,7 @@ CPROF_SIGSAFE CPROF_EXPORT void *malloc(size_t size)
 CPROF_SIGSAFE CPROF_EXPORT void free(void *p)
 {
 	if (CPROF_UNLIKELY(filter_maybe(p)))
-		heap_free_sampled(p);
+		return heap_free_slow(p);
 	if (CPROF_UNLIKELY(heap_in_arena(p)))
 		return;
 	real_free(p);

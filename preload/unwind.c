@@ -45,7 +45,9 @@ CPROF_EXPORT int dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, 
 		if (CPROF_UNLIKELY(!real_dl_iterate_phdr))
 			real_dl_iterate_phdr = (int (*)(int (*)(struct dl_phdr_info *, size_t, void *),
 							void *))dlsym(RTLD_NEXT, "dl_iterate_phdr");
-		return real_dl_iterate_phdr(callback, data);
+		/* Too early for dlsym (a sanitizer's start-up): no objects,
+		 * rather than a call through NULL. */
+		return real_dl_iterate_phdr ? real_dl_iterate_phdr(callback, data) : 0;
 	}
 	struct dl_find_object found;
 	if (_dl_find_object((void *)signal_lookup_pc, &found) != 0 || !found.dlfo_link_map)
