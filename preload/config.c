@@ -146,6 +146,18 @@ static void read_profiles(void)
 	cprof_config.profiles = set;
 }
 
+static void read_cpu_timer(void)
+{
+	const char *s = getenv("CPROF_CPU_TIMER");
+	if (!s || strcmp(s, "thread") == 0)
+		return;
+	if (strcmp(s, "process") == 0) {
+		cprof_config.cpu_process_timer = true;
+		return;
+	}
+	cprof_log("CPROF_CPU_TIMER=\"%s\" is neither thread nor process; using thread", s);
+}
+
 static void read_out_dir(void)
 {
 	const char *s = getenv("CPROF_OUT");
@@ -198,4 +210,5 @@ void cprof_config_load(void)
 	read_unsigned("CPROF_MUTEX_FRACTION", 1, 1u << 30, &cprof_config.mutex_fraction);
 	read_unsigned("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
 	read_signal();
+	read_cpu_timer();
 }

@@ -42,6 +42,7 @@ typedef struct cprof_config {
 	char out_dir[4096];      /* absolute; CPROF_OUT or cwd at start-up */
 	unsigned profiles;       /* bit (1u << kind) per enabled kind */
 	unsigned cpu_hz;         /* CPROF_CPU_HZ, 1..10000 */
+	bool cpu_process_timer;  /* CPROF_CPU_TIMER=process: the setitimer fallback */
 	unsigned max_depth;      /* CPROF_MAX_DEPTH, 1..CPROF_DEPTH_LIMIT */
 	int dump_signal;         /* CPROF_SIGNAL; 0 = none */
 	unsigned stacks;         /* CPROF_STACKS: unique stacks the table holds */

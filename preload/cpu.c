@@ -222,8 +222,11 @@ int cprof_cpu_start(void)
 {
 	period_ns = 1000000000LL / cprof_config.cpu_hz;
 	cprof_cpu_signal = SIGRTMAX - 4;
-	int err = probe_thread_timer();
-	if (err < 0) {
+	int err = cprof_config.cpu_process_timer ? 0 : probe_thread_timer();
+	if (cprof_config.cpu_process_timer) {
+		use_itimer = true;
+		cprof_cpu_signal = SIGPROF;
+	} else if (err < 0) {
 		use_itimer = true;
 		cprof_cpu_signal = SIGPROF;
 		cprof_log("per-thread CPU timers unavailable (%s); falling back to a "

@@ -317,3 +317,54 @@ test_dump_signal_after_closefrom() {
 	[ "$n" -eq 4 ] || fail "want 3 signal dumps + the final one, got $n" || return 1
 	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
 }
+
+# The process-wide fallback (CPROF_CPU_TIMER=process, also used where
+# per-thread timers cannot be had) still gives a whole, readable profile.
+test_cpu_process_timer_fallback() {
+	run_profiled prof CPROF_CPU_TIMER=process -- "$PROGS/cpu_split" 100 >out 2>err || fail "exit $?" || return 1
+	local file truth total heavy light
+	file=$(profile_of prof cpu)
+	truth=$(sed -n 's/^rusage_cpu_ns //p' err)
+	total=$(cprof_total "$file" cpu)
+	heavy=$(cprof_value "$file" work_heavy)
+	light=$(cprof_value "$file" work_light)
+	echo "process timer: total $total ns vs rusage $truth; heavy $heavy light $light"
+	within "$total" "$truth" 10 || fail "total $total vs $truth" || return 1
+	[ "$heavy" -gt "$light" ] && [ "$light" -gt 0 ] || fail "split lost" || return 1
+	[ "$(grep -c '^cprof: ' err)" -eq 0 ] || fail "stderr: $(cat err)" || return 1
+	pprof_top "$file" | grep -q work_heavy || fail "pprof: no work_heavy" || return 1
+}
+
+# SIGINT, like SIGTERM: the final dump, then the process dies of SIGINT.
+test_sigint_final_dump() {
+	(start_profiled prof -- "$PROGS/busy_until_signal" >out 2>err) &
+	local pid=$!
+	for _ in $(seq 50); do grep -q ready out 2>/dev/null && break; sleep 0.1; done
+	sleep 0.3
+	kill -INT "$pid"
+	wait "$pid"
+	local rc=$?
+	[ "$rc" -eq 130 ] || fail "exit status $rc, want 130 (killed by SIGINT)" || return 1
+	[ "$(cprof_value "$(profile_of prof cpu)" busy_loop)" -gt 0 ] || fail "no final profile" || return 1
+}
+
+# A full disk costs one cprof line and that dump, never the program.
+test_full_disk() {
+	mkdir -p tiny
+	if ! mount -t tmpfs -o size=4k tmpfs tiny 2>/dev/null; then
+		fail "cannot mount a tmpfs here (needs root): not tested"
+		return 1
+	fi
+	head -c 4096 /dev/zero >tiny/filler 2>/dev/null
+	"$PROGS/cpu_split" 20 >expected 2>/dev/null
+	run_profiled "$PWD/tiny" -- "$PROGS/cpu_split" 20 >out 2>err
+	local rc=$?
+	ls -a tiny >listing
+	umount tiny
+	[ "$rc" -eq 0 ] || fail "exit $rc" || return 1
+	cmp -s expected out || fail "output differs" || return 1
+	[ "$(grep -c '^cprof: ' err)" -eq 1 ] || fail "want one cprof line: $(cat err)" || return 1
+	grep -q 'No space left' err || fail "line does not say why: $(cat err)" || return 1
+	grep -q '\.tmp$' listing && fail "temporary file left behind" && return 1
+	return 0
+}
