@@ -165,6 +165,7 @@ int cprof_dump_write(const char *why, bool final)
 	}
 	unsigned seq = next_seq;
 	int64_t now = cprof_now_ns(CLOCK_REALTIME);
+	char failed[64] = ""; /* kinds lost, for the one line a dump may cost */
 	for (int k = 0; k < CPROF_KIND_COUNT; k++) {
 		if (!(kinds & (1u << k)))
 			continue;
@@ -177,13 +178,16 @@ int cprof_dump_write(const char *why, bool final)
 						 sizeof path);
 		free(data);
 		if (err < 0) {
-			cprof_log("cannot write the %s profile to %s (%s); %s dump lost",
-				  cprof_kind_name((cprof_kind_t)k), cprof_config.out_dir,
-				  strerror(-err), why);
+			if (failed[0])
+				strcat(failed, ",");
+			strcat(failed, cprof_kind_name((cprof_kind_t)k));
 			if (!first_err)
 				first_err = err;
 		}
 	}
+	if (failed[0])
+		cprof_log("cannot write the %s profile to %s (%s); %s dump lost", failed,
+			  cprof_config.out_dir, strerror(-first_err), why);
 	if (sym)
 		cprof_symbolizer_free(sym);
 	next_seq = seq + 1;

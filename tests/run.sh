@@ -78,7 +78,8 @@ cprof_value() {
 cprof_total() {
 	local args=(top --raw-values -n 0)
 	[ -n "${2:-}" ] && args+=(-t "$2")
-	"$CPROF" "${args[@]}" "$1" | awk -F'\t' '{ s += $1 } END { printf "%d\n", s }'
+	# %.0f, not %d: mawk's %d stops at 2^31-1 (2.1 s in nanoseconds).
+	"$CPROF" "${args[@]}" "$1" | awk -F'\t' '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
 # pprof_top FILE [ARGS]: `go tool pprof -top` with exact units.

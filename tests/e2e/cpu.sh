@@ -265,7 +265,7 @@ test_unwritable_directory() {
 # File names: one glob per kind, pid and sequence, mode 0600, nothing
 # overwritten when a name is already taken.
 test_file_names_and_modes() {
-	run_profiled prof -- "$PROGS/cpu_split" 5 >out 2>/dev/null || return 1
+	run_profiled prof CPROF_PROFILES=cpu -- "$PROGS/cpu_split" 5 >out 2>/dev/null || return 1
 	local f
 	f=$(ls prof)
 	echo "$f" | grep -qE '^cpu_split\.[0-9]+\.0000\.cpu\.pb\.gz$' || fail "name: $f" || return 1
