@@ -446,7 +446,7 @@ main() {
 	# Later sections (heap, locks) live in bench/sections/*.sh, each
 	# defining bench_<name>; they use the helpers above.
 	local section
-	for section in "$HERE"/sections/*.sh; do
+	for section in "$ROOT"/bench/sections/*.sh; do
 		[[ -f $section ]] || continue
 		# shellcheck source=/dev/null
 		source "$section"

@@ -1,0 +1,255 @@
+# bench/sections/heap.sh — `make bench`'s heap section: what the heap
+# profile costs a malloc-heavy program, against the unprofiled run and
+# against the heap profilers a user would otherwise reach for.
+#
+# Sourced by bench/run.sh, which calls bench_heap after the CPU sections;
+# uses its helpers (heading, fail, field, median, minmax, machine, ratio,
+# pct, secs) and its variables (B, TMP, SHIM, SHIM_STATE, ROOT).
+#
+# Workload: bench/heap_work.c, 2 threads of malloc+free pairs of mixed
+# small sizes (16..1024 B, 3 in 4 under 256 B), each block's first 16
+# bytes written. It prints worker_cpu_ns, the CPU time of the two workers'
+# loops alone (thread CPU clocks: no start-up, no exit, no profile dump),
+# and hwm_kb, its peak RSS before main returns; the runner adds the
+# process's CPU and wall time and its peak RSS through exit (maxrss).
+#
+# Two sets of configurations, each a median of interleaved rounds:
+#   fast  (BENCH_HEAP_PAIRS per thread, default 8000000; BENCH_HEAP_ROUNDS,
+#         default 15): unprofiled, libcprof at the default rate, at 65536,
+#         with the heap profile off (the wrappers alone), plain tcmalloc;
+#   peers (BENCH_HEAP_PEER_PAIRS per thread, default 150000;
+#         BENCH_HEAP_PEER_ROUNDS, default 5): the same workload, shorter,
+#         because gperftools' heap profiler and heaptrack record every
+#         allocation: unprofiled, libcprof, tcmalloc, tcmalloc+HEAPPROFILE,
+#         heaptrack. Per-pair figures are comparable across the sets.
+# "added ns/pair" = median worker ns per pair - the set's unprofiled median.
+#
+# Targets (libcprof, default rate, fast set): workers under 5% slower than
+# unprofiled; peak RSS before exit within 5% of unprofiled plus the
+# profiler's fixed tables (see HEAP_FIXED_KB below).
+
+HEAP_PAIRS=${BENCH_HEAP_PAIRS:-8000000}
+HEAP_ROUNDS=${BENCH_HEAP_ROUNDS:-15}
+HEAP_PEER_PAIRS=${BENCH_HEAP_PEER_PAIRS:-150000}
+HEAP_PEER_ROUNDS=${BENCH_HEAP_PEER_ROUNDS:-5}
+TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4
+TARGET_HEAP_CPU=0.05
+
+# The profiler's fixed tables at the defaults, mapped at start-up and
+# resident only as far as they are touched: the stack table (CPROF_STACKS
+# = 32768, as stacks.c sizes it: 2 x 256 KiB index + 32768 entries of 184
+# bytes = 6.25 MiB), the heap tables (64 B x CPROF_HEAP_SAMPLES = 65536:
+# 4 MiB), and libunwind's per-thread frame cache (256 KiB for each thread
+# that samples: here main and 2 workers).
+HEAP_FIXED_KB=$((6400 + 4096 + 3 * 256))
+
+heap_label() {
+	case $1 in
+	base) echo "unprofiled" ;;
+	cprof) echo "libcprof (rate 524288)" ;;
+	cprof64k) echo "libcprof (rate 65536)" ;;
+	cprofoff) echo "libcprof (heap off)" ;;
+	tcmalloc) echo "tcmalloc (no profiler)" ;;
+	gperf) echo "tcmalloc + HEAPPROFILE" ;;
+	heaptrack) echo "heaptrack" ;;
+	esac
+}
+
+heap_enabled() {
+	case $1 in
+	cprof*) [[ $SHIM_STATE == ok ]] ;;
+	tcmalloc | gperf) [[ -f $TCMALLOC ]] ;;
+	heaptrack) command -v heaptrack >/dev/null ;;
+	*) true ;;
+	esac
+}
+
+# heap_run SET CONFIG ROUND PAIRS: one run; appends to $TMP/heap/SET.CONFIG.*
+heap_run() {
+	local set=$1 cfg=$2 round=$3 pairs=$4
+	local stem=$TMP/heap/$set.$cfg.$round prof=$TMP/heap/$set.$cfg.$round.d
+	local -a env=() pre=()
+	mkdir -p "$prof"
+	case $cfg in
+	cprof) env=(-e "LD_PRELOAD=$SHIM" -e CPROF_PROFILES=heap -e "CPROF_OUT=$prof") ;;
+	cprof64k) env=(-e "LD_PRELOAD=$SHIM" -e CPROF_PROFILES=heap -e CPROF_HEAP_RATE=65536
+		-e "CPROF_OUT=$prof") ;;
+	cprofoff) env=(-e "LD_PRELOAD=$SHIM" -e CPROF_PROFILES=heap -e CPROF_HEAP_RATE=0
+		-e "CPROF_OUT=$prof") ;;
+	tcmalloc) env=(-e "LD_PRELOAD=$TCMALLOC") ;;
+	gperf) env=(-e "LD_PRELOAD=$TCMALLOC" -e "HEAPPROFILE=$prof/heap") ;;
+	heaptrack) pre=(heaptrack -o "$prof/heaptrack") ;;
+	esac
+	if ! "$B/runner" -t 300 -o "$stem.result" "${env[@]}" -- \
+		"${pre[@]}" "$B/heap_work" "$pairs" >"$stem.out" 2>"$stem.err"; then
+		tail -n 5 "$stem.err" >&2
+		fail "heap: $(heap_label "$cfg"), round $round: the workload did not finish"
+		touch "$TMP/heap/$set.$cfg.failed"
+		return
+	fi
+	local line sum
+	line=$(grep '^checksum=' "$stem.out")
+	sum=$(echo "$line" | sed -n 's/^checksum=\([0-9a-f]*\).*/\1/p')
+	if [[ $sum != "${HEAP_REF_SUM[$set]}" ]]; then
+		fail "heap: $(heap_label "$cfg"), round $round: checksum '$sum', expected '${HEAP_REF_SUM[$set]}'"
+		touch "$TMP/heap/$set.$cfg.failed"
+	fi
+	# Picoseconds per pair: whole numbers, which median() keeps exact.
+	local worker done_pairs
+	worker=$(echo "$line" | sed -n 's/.*worker_cpu_ns=\([0-9]*\).*/\1/p')
+	done_pairs=$(echo "$line" | sed -n 's/.*pairs=\([0-9]*\).*/\1/p')
+	awk -v w="$worker" -v p="$done_pairs" 'BEGIN { printf "%.0f\n", w * 1000 / p }' \
+		>"$TMP/heap/$set.$cfg.$round.pspp"
+	cat "$TMP/heap/$set.$cfg.$round.pspp" >>"$TMP/heap/$set.$cfg.pspp"
+	echo "$line" | sed -n 's/.*hwm_kb=\([0-9]*\).*/\1/p' >>"$TMP/heap/$set.$cfg.hwm"
+	field cpu_ns "$stem.result" >>"$TMP/heap/$set.$cfg.cpu"
+	field wall_ns "$stem.result" >>"$TMP/heap/$set.$cfg.wall"
+	field maxrss_kb "$stem.result" >>"$TMP/heap/$set.$cfg.rss"
+	rm -rf "$prof"
+}
+
+# heap_rounds SET PAIRS ROUNDS CONFIG...: interleaved rounds, rotating
+# which configuration goes first.
+heap_rounds() {
+	local set=$1 pairs=$2 rounds=$3
+	shift 3
+	local -a configs=() skipped=()
+	local cfg
+	for cfg in "$@"; do
+		if heap_enabled "$cfg"; then configs+=("$cfg"); else skipped+=("$cfg"); fi
+	done
+	for cfg in "${skipped[@]}"; do echo "skipping $(heap_label "$cfg"): not available"; done
+	# Warm-up, not counted: page cache, and the reference checksum.
+	if ! "$B/runner" -t 120 -o "$TMP/heap/$set.warmup.result" -- \
+		"$B/heap_work" "$pairs" >"$TMP/heap/$set.warmup.out"; then
+		fail "heap: the unprofiled workload did not finish"
+		return 1
+	fi
+	HEAP_REF_SUM[$set]=$(sed -n 's/^checksum=\([0-9a-f]*\).*/\1/p' "$TMP/heap/$set.warmup.out")
+	local n=${#configs[@]} r i order
+	for ((r = 1; r <= rounds; r++)); do
+		order=""
+		for ((i = 0; i < n; i++)); do
+			cfg=${configs[$(((i + r - 1) % n))]}
+			heap_run "$set" "$cfg" "$r" "$pairs"
+			order+=" $cfg"
+		done
+		echo "$set round $r/$rounds:$order"
+	done
+	HEAP_CONFIGS[$set]="${configs[*]}"
+}
+
+mib() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
+
+# paired SET CONFIG ROUNDS: per round, CONFIG's worker ps/pair minus the
+# unprofiled run's of the same round, and their ratio; prints the medians
+# "added_ps ratio". Runs of one round are back to back, so a slow drift of
+# the machine's load moves both; the median of the differences is steadier
+# than the difference of the medians on a shared machine.
+paired() {
+	local set=$1 cfg=$2 rounds=$3 r d=$TMP/heap
+	: >"$d/$set.$cfg.diff"
+	: >"$d/$set.$cfg.ratio"
+	for ((r = 1; r <= rounds; r++)); do
+		[[ -s $d/$set.$cfg.$r.pspp && -s $d/$set.base.$r.pspp ]] || continue
+		local a b
+		a=$(cat "$d/$set.$cfg.$r.pspp")
+		b=$(cat "$d/$set.base.$r.pspp")
+		echo $((a - b)) >>"$d/$set.$cfg.diff"
+		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f\n", a * 1000000 / b }' >>"$d/$set.$cfg.ratio"
+	done
+	echo "$(median "$d/$set.$cfg.diff") $(median "$d/$set.$cfg.ratio")"
+}
+
+# heap_table SET PAIRS ROUNDS: the markdown table of one set.
+heap_table() {
+	local set=$1 pairs=$2 rounds=$3 d=$TMP/heap
+	local base_pspp base_cpu base_hwm
+	base_pspp=$(median "$d/$set.base.pspp")
+	base_cpu=$(median "$d/$set.base.cpu")
+	base_hwm=$(median "$d/$set.base.hwm")
+	echo "Workload: bench/heap_work.c, 2 threads x $pairs malloc+free pairs, $(machine)."
+	echo "Median of $rounds interleaved rounds. Worker ns/pair: the workers' own CPU time per"
+	echo "pair (thread CPU clocks); added and ratio: medians over the rounds of the difference"
+	echo "from, and the ratio to, the same round's unprofiled run (the target is judged on that"
+	echo "ratio). Process CPU adds start-up, helper threads and processes and the profile written"
+	echo "at exit. RSS before exit: the workload's VmHWM as main returns; peak RSS: the whole"
+	echo "run's (wait4), the profile dump at exit included."
+	echo
+	printf '| %-24s | %-14s | %-13s | %-15s | %-13s | %-15s | %-7s | %-19s | %-12s |\n' \
+		configuration "worker ns/pair" "added ns/pair" "worker ratio" "process CPU s" \
+		"CPU ratio" "wall s" "RSS before exit MiB" "peak RSS MiB"
+	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------- ---------------- \
+		--------------- ----------------- --------------- ----------------- -------- \
+		--------------------- --------------
+	local cfg
+	for cfg in ${HEAP_CONFIGS[$set]}; do
+		local label pspp cpu wall hwm rss rw rc
+		label=$(heap_label "$cfg")
+		[[ -f $d/$set.$cfg.failed ]] && label="$label (FAILED)"
+		if [[ ! -s $d/$set.$cfg.pspp ]]; then
+			printf '| %-24s | %s |\n' "$label" "no successful run"
+			continue
+		fi
+		pspp=$(median "$d/$set.$cfg.pspp")
+		cpu=$(median "$d/$set.$cfg.cpu")
+		wall=$(median "$d/$set.$cfg.wall")
+		hwm=$(median "$d/$set.$cfg.hwm")
+		rss=$(median "$d/$set.$cfg.rss")
+		local added ratio_ppm
+		read -r added ratio_ppm < <(paired "$set" "$cfg" "$rounds")
+		rw=$(awk -v r="$ratio_ppm" 'BEGIN { printf "%.3f", r / 1000000 }')
+		rc=$(ratio "$cpu" "$base_cpu")
+		printf '| %-24s | %-14s | %-13s | %-15s | %-13s | %-15s | %-7s | %-19s | %-12s |\n' \
+			"$label" "$(awk -v v="$pspp" 'BEGIN { printf "%.2f", v / 1000 }')" \
+			"$(awk -v v="$added" 'BEGIN { printf "%+.2f", v / 1000 }')" \
+			"$rw ($(pct "$rw"))" "$(secs "$cpu")" "$rc ($(pct "$rc"))" "$(secs "$wall")" \
+			"$(mib "$hwm")" "$(mib "$rss")"
+	done
+	# The targets, on the fast set's default-rate row.
+	if [[ $set == fast && -s $d/fast.cprof.pspp ]]; then
+		local hwm rw cpu_ok rss_ok limit
+		local added ratio_ppm
+		read -r added ratio_ppm < <(paired fast cprof "$rounds")
+		hwm=$(median "$d/fast.cprof.hwm")
+		rw=$(awk -v r="$ratio_ppm" 'BEGIN { printf "%.3f", r / 1000000 }')
+		cpu_ok=$(awk -v r="$rw" -v t="$TARGET_HEAP_CPU" 'BEGIN { print (r - 1 < t) ? "met" : "missed" }')
+		limit=$(awk -v b="$base_hwm" -v f="$HEAP_FIXED_KB" 'BEGIN { printf "%.0f", b * 1.05 + f }')
+		rss_ok=$( ((hwm <= limit)) && echo met || echo missed)
+		[[ -f $d/fast.cprof.failed ]] && cpu_ok="run FAILED" rss_ok="run FAILED"
+		echo
+		echo "Target, workers under 5% slower at the default rate: $cpu_ok ($(pct "$rw"))."
+		echo "Target, RSS before exit within 5% of unprofiled + fixed tables" \
+			"($(mib "$base_hwm") x 1.05 + $(mib "$HEAP_FIXED_KB") = $(mib "$limit") MiB):" \
+			"$rss_ok ($(mib "$hwm") MiB)."
+	fi
+}
+
+bench_heap() {
+	heading "Heap profile: 2-thread malloc/free of mixed small sizes (bench/heap_work.c)"
+	mkdir -p "$TMP/heap"
+	local cc=${CC:-gcc}
+	"$cc" -O2 -g -Wall -Wextra -pthread -o "$B/heap_work" bench/heap_work.c || {
+		fail "heap: cannot build bench/heap_work.c"
+		return
+	}
+	declare -gA HEAP_REF_SUM=() HEAP_CONFIGS=()
+	heap_rounds fast "$HEAP_PAIRS" "$HEAP_ROUNDS" base cprof cprof64k cprofoff tcmalloc || return
+	heap_rounds peers "$HEAP_PEER_PAIRS" "$HEAP_PEER_ROUNDS" base cprof tcmalloc gperf heaptrack ||
+		return
+	{
+		echo "### Fast configurations"
+		echo
+		heap_table fast "$HEAP_PAIRS" "$HEAP_ROUNDS"
+		echo
+		echo "### Against the heap profilers that record every allocation"
+		echo
+		heap_table peers "$HEAP_PEER_PAIRS" "$HEAP_PEER_ROUNDS"
+		if [[ $SHIM_STATE != ok ]]; then
+			echo
+			echo "pending: libcprof rows not measured (preload/libcprof.so $SHIM_STATE)."
+		fi
+	} | tee "$B/heap.md"
+	echo
+	echo "(tables also in ${B#"$ROOT"/}/heap.md)"
+}
