@@ -92,6 +92,8 @@ $(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
 	@mkdir -p $(OBJ)
 	$(CC) $(BASE_CFLAGS) $(WARN) -c $< -o $@
 
+$(OBJ)/mutex.o $(OBJ)/block.o: preload/wait.h
+
 $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^
 

@@ -196,8 +196,18 @@ void cprof_config_load(void)
 	cprof_config.heap_rate = 524288;
 	cprof_config.heap_samples = 65536;
 	cprof_config.seed = 0;
-	cprof_config.mutex_fraction = 1;
-	cprof_config.block_rate = 10000;
+	/* Measured (bench/sections/locks.sh; bench/RESULTS.md, "Mutex and
+	 * block"). Mutex: keeping every contention cost a 4-thread loop on one
+	 * hot mutex 10-22% of its throughput (an unwind per contended
+	 * release); 1 in 10 cost 2-5%, 1 in 100 no less within the noise.
+	 * Block: a pipe ping-pong (four calls of ~1-3 us per trip) was 7.9%
+	 * slower at 100 us, nearly all of it the two vDSO clock reads every
+	 * wrapped call pays at any rate; 10 us added 4.6 points (an unwind for
+	 * a larger share of the short waits), 1 us 13; 1 ms was no cheaper
+	 * and its estimate of those waits erred by up to 18% a run, against
+	 * 5% at 100 us. Waits of 100 us and more are all kept, exactly. */
+	cprof_config.mutex_fraction = 10;
+	cprof_config.block_rate = 100000;
 
 	read_out_dir();
 	read_profiles();

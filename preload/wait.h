@@ -1,0 +1,121 @@
+/* wait.h — what the lock wrappers (mutex.c) and the blocking-call wrappers
+ * (block.c) share: finding the next definitions, the clock, the per-thread
+ * random numbers that sample, and the block profile's recording rule.
+ *
+ * Contract of every wrapper built on this: it allocates nothing, takes no
+ * lock of its own, prints nothing, and hands the program back exactly what
+ * the next definition returned, errno included. The next definition is the
+ * cancellation point, never the wrapper. On a path that records nothing the
+ * wrapper makes no system call of its own: the clock is read through the
+ * vDSO. When its profile is off a wrapper is one predictable branch and a
+ * tail call.
+ */
+#ifndef CPROF_WAIT_H
+#define CPROF_WAIT_H
+
+#include "cprof_internal.h"
+
+#include <time.h>
+
+/* ---- next definitions ------------------------------------------------ */
+
+/* The next definition of `name` (dlvsym with `version` when not NULL,
+ * falling back to dlsym), or a stub failing with ENOSYS, with one cprof
+ * line, when there is none. Idempotent; safe before the constructor and
+ * on any thread. */
+void *cprof_wait_next(const char *name, const char *version);
+
+/* Declares real_<name>, a pointer to the next definition that starts out
+ * pointing at a resolver: the first call resolves and forwards, later
+ * calls go straight through, so a wrapper pays no "resolved yet?" test.
+ * `params` and `args` are the parenthesised parameter and argument lists;
+ * the pointer's type is the system header's own prototype. */
+#define CPROF_NEXT_VERSIONED(ret, name, version, params, args)                     \
+	static ret resolve_##name params;                                            \
+	static __typeof__(name) *real_##name = resolve_##name;                       \
+	static ret resolve_##name params                                             \
+	{                                                                            \
+		__typeof__(name) *next = (__typeof__(name) *)cprof_wait_next(#name, version); \
+		__atomic_store_n(&real_##name, next, __ATOMIC_RELAXED);                   \
+		return next args;                                                    \
+	}
+#define CPROF_NEXT(ret, name, params, args) CPROF_NEXT_VERSIONED(ret, name, NULL, params, args)
+
+/* The wrapper's own entry address: the leaf frame of what it records, so
+ * that a profile names the call the program waited in ("read",
+ * "pthread_mutex_lock"), as Go's name runtime.chanrecv or
+ * sync.(*Mutex).Lock. A hidden alias: not the GOT, which the program could
+ * interpose. */
+#define CPROF_WAIT_SELF(name)                                                       \
+	extern __typeof__(name) cprof_self_##name                                    \
+		__attribute__((alias(#name), copy(name), visibility("hidden")))
+
+/* ---- sources' switches ------------------------------------------------- */
+
+/* Set once by cprof_block_start / cprof_mutex_start; plain loads. */
+extern int cprof_block_on;   /* the block profile records */
+extern int cprof_mutex_on;   /* the mutex profile records */
+extern int cprof_locks_on;   /* either: lock wrappers time contended waits */
+
+/* ---- clock and random numbers ------------------------------------------ */
+
+CPROF_SIGSAFE static inline int64_t cprof_wait_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no system call */
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Per-thread xorshift64*: uniform 64-bit numbers, no system call, seeded
+ * from CPROF_SEED (repeatable) or from the clock and the thread. */
+CPROF_SIGSAFE uint64_t cprof_wait_random(void);
+
+/* Forget this thread's random state (fork child: not the parent's stream). */
+void cprof_wait_random_reset(void);
+
+/* ---- recording ------------------------------------------------------------ */
+
+/* Fills pcs[] with `leaf` (a wrapper's entry) and then the program's
+ * stack that called it; returns the depth. Sets cprof_thread.busy around
+ * the unwind. */
+CPROF_SIGSAFE int cprof_wait_stack(uintptr_t leaf, uintptr_t *pcs, int max);
+
+/* Go's block-rate rule for a wait of `delay` ns: kept when delay >= rate,
+ * adding (1 contention, delay); else kept with probability delay/rate,
+ * adding (rate/delay contentions, rate ns), so that both sums are
+ * unbiased. Contentions are in thousandths. False: not kept. */
+CPROF_SIGSAFE static inline bool cprof_block_keep(int64_t delay, int64_t *count_milli,
+						  int64_t *value)
+{
+	uint64_t rate = cprof_config.block_rate;
+	if (delay <= 0)
+		return false;
+	if ((uint64_t)delay >= rate) {
+		*count_milli = 1000;
+		*value = delay;
+		return true;
+	}
+	if (cprof_wait_random() % rate >= (uint64_t)delay)
+		return false;
+	*count_milli = (int64_t)((rate * 1000 + (uint64_t)delay / 2) / (uint64_t)delay);
+	*value = (int64_t)rate;
+	return true;
+}
+
+/* Adds one kept wait to the block profile: the stack pcs[0..depth) and
+ * the values from cprof_block_keep. */
+CPROF_SIGSAFE void cprof_block_add(const uintptr_t *pcs, int depth, int64_t count_milli,
+				   int64_t delay);
+
+/* A wait of `delay` ns that just ended in the wrapper whose entry is
+ * `leaf`: decides by the rule and records it against the caller's stack.
+ * errno is kept. */
+CPROF_SIGSAFE void cprof_block_wait(uintptr_t leaf, int64_t delay);
+
+/* mutex.c: `lock` (a mutex) is about to be released by the program
+ * without pthread_mutex_unlock (pthread_cond_wait releases it inside
+ * libc): the releaser side of the mutex profile, as in the unlock
+ * wrapper. `leaf` is the wrapper's entry. */
+void cprof_mutex_releasing(const void *lock, uintptr_t leaf);
+
+#endif
