@@ -12,7 +12,8 @@
 DEBIAN_PACKAGES := gcc g++ make libc6-dev binutils \
 	libunwind-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler \
 	libdw-dev libelf-dev libcmocka-dev golang-go \
-	libgoogle-perftools4 google-perftools heaptrack
+	libgoogle-perftools4 google-perftools heaptrack \
+	clang libclang-rt-14-dev
 
 PREFIX ?= /usr/local
 CC ?= cc
@@ -45,7 +46,7 @@ SHIM_OBJ := $(SHIM_SRC:preload/%.c=$(OBJ)/%.o)
 SHIM := preload/libcprof.so
 CORE_LIB := $(BUILD)/libcprof_core.a
 TOOL := tools/cprof
-TOOL_SRC := tools/cprof.c tools/profile_read.c
+TOOL_SRC := tools/cprof.c tools/run.c tools/diff.c tools/profile_read.c
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -131,8 +132,34 @@ test: all $(UNIT_BIN) $(PROG_BIN) $(BUILD)/progs/libplugin.so
 bench: all
 	@bash bench/run.sh
 
-demo: all $(PROG_BIN)
-	@bash tests/demo.sh
+# The demo service (demo/service.c), built as a user builds: -O2 with
+# debug information. demo/demo.sh profiles it and prints what it finds.
+demo: all
+	@mkdir -p $(BUILD)/demo
+	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -pthread -o $(BUILD)/demo/service demo/service.c
+	@bash demo/demo.sh
+
+# ---- fuzzing -----------------------------------------------------------
+
+# libFuzzer on the profile reader (tests/fuzz/fuzz_profile_read.c), with
+# AddressSanitizer and UBSan. Seeds: tests/fuzz/corpus/ (kept small); the
+# inputs it finds go to build/fuzz/corpus. `make fuzz FUZZ_SECONDS=600`.
+FUZZ_SECONDS ?= 300
+FUZZ_BIN := $(BUILD)/fuzz/fuzz_profile_read
+
+.PHONY: fuzz
+fuzz: deps-check $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2560 \
+		-max_len=16384 -print_final_stats=1 $(BUILD)/fuzz/corpus tests/fuzz/corpus
+
+$(FUZZ_BIN): tests/fuzz/fuzz_profile_read.c tools/profile_read.c tools/profile_read.h \
+		$(PROTO_C) $(PROTO_H)
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -I$(GEN) -Itools \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ tests/fuzz/fuzz_profile_read.c tools/profile_read.c $(PROTO_C) \
+		-lprotobuf-c -lz -ldl -lm
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include

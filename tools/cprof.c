@@ -5,13 +5,16 @@
  * and per-function totals live in profile_read.c, shared with the tests.
  *
  * Usage
+ *   cprof run [-o DIR] [-p LIST] [--hz N] [...] [--] CMD ARGS   (run.c)
  *   cprof top FILE [-n N] [--cum] [-t SAMPLE_TYPE] [--raw-values]
+ *   cprof diff BASE... NEW [-t SAMPLE_TYPE] [--threshold PCT] ...   (diff.c)
  *   cprof raw FILE
  *   cprof help | --help | -h          (cprof COMMAND --help for one command)
  *
  * Exit status: 0 success; 2 usage error or unreadable/invalid profile, with
  * one line "cprof: <file>: <problem>" (or "cprof: <command>: <problem>")
- * on stderr; 1 when writing the output fails.
+ * on stderr; 1 when writing the output fails, or (diff) when a function's
+ * share grew beyond the threshold. `run` exits with its command's status.
  *
  * cprof top — like `pprof -top`
  *   -n N, --nodes=N          rows to print (default 20; 0 = all)
@@ -80,7 +83,7 @@
  *   "-", an unset time as "Time: (not set)". Numeric labels print
  *   "key=number[ unit]", string labels "key=value".
  */
-#include "profile_read.h"
+#include "cprof_command.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -93,28 +96,21 @@
 #include <string.h>
 #include <time.h>
 
-enum {
-	EXIT_OK = 0,
-	EXIT_OUTPUT_FAILED = 1,
-	EXIT_USAGE = 2, /* also unreadable or invalid profiles */
-};
-
 #define TOP_DEFAULT_ROWS 20
-
-typedef struct command {
-	const char *name;
-	int (*run)(int argc, char **argv); /* argv[0] is the command name */
-	const char *arguments;              /* after "cprof <name> " */
-	const char *summary;
-} command_t;
 
 static int run_top(int argc, char **argv);
 static int run_raw(int argc, char **argv);
 static int run_help(int argc, char **argv);
 
 static const command_t commands[] = {
+	{ "run", command_run,
+	  "[-o DIR] [-p cpu,heap,mutex,block] [--hz N] [SETTINGS] [--] CMD [ARGS]",
+	  "run CMD under libcprof.so; exits with CMD's status" },
 	{ "top", run_top, "FILE [-n N] [--cum] [-t SAMPLE_TYPE] [--raw-values]",
 	  "functions by flat (or cum) value, like pprof -top" },
+	{ "diff", command_diff,
+	  "BASE... NEW [-t TYPE] [--threshold PCT] [--min-share PCT] [--cum] [--format text|md]",
+	  "compare shares by function; exit 1 on a regression" },
 	{ "raw", run_raw, "FILE", "the decoded profile as text, like pprof -raw" },
 	{ "help", run_help, "", "this list" },
 };
@@ -122,10 +118,7 @@ static const command_t commands[] = {
 
 /* ---- shared pieces --------------------------------------------------- */
 
-/* One line "cprof: ..." on stderr; returns EXIT_USAGE for `return fail(...)`. */
-static int fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
-
-static int fail(const char *format, ...)
+int command_fail(const char *format, ...)
 {
 	va_list args;
 	va_start(args, format);
@@ -136,7 +129,7 @@ static int fail(const char *format, ...)
 	return EXIT_USAGE;
 }
 
-static const command_t *find_command(const char *name)
+const command_t *command_find(const char *name)
 {
 	for (size_t i = 0; i < COMMAND_COUNT; i++)
 		if (strcmp(commands[i].name, name) == 0)
@@ -144,20 +137,18 @@ static const command_t *find_command(const char *name)
 	return NULL;
 }
 
-static void print_command_usage(FILE *stream, const command_t *command)
+void command_print_usage(FILE *stream, const command_t *command)
 {
 	fprintf(stream, "usage: cprof %s %s\n", command->name, command->arguments);
 }
 
-/* getopt's complaint as one line naming the command. `code` is ':' for a
- * missing value, '?' for an unknown option. */
-static int option_error(const command_t *command, int code, char **argv)
+int command_option_error(const command_t *command, int code, char **argv)
 {
 	const char *what = argv[optind - 1];
 	char letter[3] = { '-', (char)optopt, '\0' };
 	if (optopt > ' ' && optopt < 0x7f && strncmp(what, "--", 2) != 0)
 		what = letter;
-	return fail("%s: %s %s; usage: cprof %s %s", command->name,
+	return command_fail("%s: %s %s; usage: cprof %s %s", command->name,
 		    code == ':' ? "missing value for option" : "unknown option", what,
 		    command->name, command->arguments);
 }
@@ -166,19 +157,19 @@ static int option_error(const command_t *command, int code, char **argv)
 static int one_file(const command_t *command, int argc, char **argv, const char **file)
 {
 	if (optind >= argc)
-		return fail("%s: missing FILE; usage: cprof %s %s", command->name,
+		return command_fail("%s: missing FILE; usage: cprof %s %s", command->name,
 			    command->name, command->arguments);
 	if (argc - optind > 1)
-		return fail("%s: one FILE expected, got %d; usage: cprof %s %s", command->name,
+		return command_fail("%s: one FILE expected, got %d; usage: cprof %s %s", command->name,
 			    argc - optind, command->name, command->arguments);
 	*file = argv[optind];
 	return EXIT_OK;
 }
 
-static int finish_output(void)
+int command_finish_output(void)
 {
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fail("writing the output: %s", strerror(errno));
+		command_fail("writing the output: %s", strerror(errno));
 		return EXIT_OUTPUT_FAILED;
 	}
 	return EXIT_OK;
@@ -193,12 +184,11 @@ static void print_or_dash(const char *s)
 		cprof_print_escaped(stdout, s);
 }
 
-/* "no sample type "x" (have: a, b)" with the names escaped. */
-static int sample_type_error(const char *file, const Perftools__Profiles__Profile *profile,
-			     const char *wanted)
+int command_sample_type_error(const char *file, const Perftools__Profiles__Profile *profile,
+			      const char *wanted)
 {
 	if (profile->n_sample_type == 0)
-		return fail("%s: the profile has no sample types", file);
+		return command_fail("%s: the profile has no sample types", file);
 	fprintf(stderr, "cprof: %s: no sample type \"", file);
 	cprof_print_escaped(stderr, wanted);
 	fputs("\" (have:", stderr);
@@ -215,7 +205,7 @@ static int sample_type_error(const char *file, const Perftools__Profiles__Profil
 
 static int run_top(int argc, char **argv)
 {
-	const command_t *command = find_command("top");
+	const command_t *command = command_find("top");
 	static const struct option options[] = {
 		{ "nodes", required_argument, NULL, 'n' },
 		{ "cum", no_argument, NULL, 'c' },
@@ -239,7 +229,7 @@ static int run_top(int argc, char **argv)
 			unsigned long long number = strtoull(optarg, &end, 10);
 			if (optarg[0] < '0' || optarg[0] > '9' || *end != '\0' || errno != 0 ||
 			    number > SIZE_MAX)
-				return fail("top: -n wants a count of rows (0 = all), not \"%s\"",
+				return command_fail("top: -n wants a count of rows (0 = all), not \"%s\"",
 					    optarg);
 			rows_wanted = (size_t)number;
 			rows_given = true;
@@ -255,10 +245,10 @@ static int run_top(int argc, char **argv)
 			raw_values = true;
 			break;
 		case 'h':
-			print_command_usage(stdout, command);
-			return finish_output();
+			command_print_usage(stdout, command);
+			return command_finish_output();
 		default:
-			return option_error(command, code, argv);
+			return command_option_error(command, code, argv);
 		}
 	}
 	const char *file;
@@ -271,11 +261,11 @@ static int run_top(int argc, char **argv)
 	char err[512];
 	Perftools__Profiles__Profile *profile;
 	if (cprof_profile_read(file, &profile, err, sizeof err) != 0)
-		return fail("%s", err);
+		return command_fail("%s", err);
 
 	int sample_type = cprof_profile_select_sample_type(profile, sample_type_name);
 	if (sample_type < 0) {
-		status = sample_type_error(file, profile, sample_type_name ? sample_type_name : "");
+		status = command_sample_type_error(file, profile, sample_type_name ? sample_type_name : "");
 		cprof_profile_free(profile);
 		return status;
 	}
@@ -284,7 +274,7 @@ static int run_top(int argc, char **argv)
 	size_t count;
 	if (cprof_profile_function_totals(profile, sample_type, &rows, &count) != 0) {
 		cprof_profile_free(profile);
-		fail("%s: out of memory", file);
+		command_fail("%s: out of memory", file);
 		return EXIT_OUTPUT_FAILED;
 	}
 	cprof_function_totals_sort(rows, count, by_cum ? CPROF_SORT_BY_CUM : CPROF_SORT_BY_FLAT);
@@ -326,7 +316,7 @@ static int run_top(int argc, char **argv)
 	}
 	cprof_function_totals_free(rows, count);
 	cprof_profile_free(profile);
-	return finish_output();
+	return command_finish_output();
 }
 
 /* ---- raw ------------------------------------------------------------- */
@@ -445,7 +435,7 @@ static void print_labels(const Perftools__Profiles__Profile *profile,
 
 static int run_raw(int argc, char **argv)
 {
-	const command_t *command = find_command("raw");
+	const command_t *command = command_find("raw");
 	static const struct option options[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -455,10 +445,10 @@ static int run_raw(int argc, char **argv)
 	int code;
 	while ((code = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
 		if (code == 'h') {
-			print_command_usage(stdout, command);
-			return finish_output();
+			command_print_usage(stdout, command);
+			return command_finish_output();
 		}
-		return option_error(command, code, argv);
+		return command_option_error(command, code, argv);
 	}
 	const char *file;
 	int status = one_file(command, argc, argv, &file);
@@ -468,7 +458,7 @@ static int run_raw(int argc, char **argv)
 	char err[512];
 	Perftools__Profiles__Profile *profile;
 	if (cprof_profile_read(file, &profile, err, sizeof err) != 0)
-		return fail("%s", err);
+		return command_fail("%s", err);
 
 	fputs("File: ", stdout);
 	cprof_print_escaped(stdout, file);
@@ -536,7 +526,7 @@ static int run_raw(int argc, char **argv)
 		print_labels(profile, sample);
 	}
 	cprof_profile_free(profile);
-	return finish_output();
+	return command_finish_output();
 }
 
 /* ---- help and dispatch ----------------------------------------------- */
@@ -544,27 +534,28 @@ static int run_raw(int argc, char **argv)
 static void print_usage(FILE *stream)
 {
 	fputs("usage: cprof COMMAND [ARGUMENTS]\n\ncommands:\n", stream);
-	for (size_t i = 0; i < COMMAND_COUNT; i++) {
-		char line[128];
-		snprintf(line, sizeof line, "%s %s", commands[i].name, commands[i].arguments);
-		fprintf(stream, "  cprof %-58s %s\n", line, commands[i].summary);
-	}
-	fputs("\nFILE is a pprof profile.proto, gzipped or not, as libcprof.so writes.\n"
-	      "Exit status: 0 success, 2 usage error or unreadable profile, 1 output error.\n",
+	for (size_t i = 0; i < COMMAND_COUNT; i++)
+		fprintf(stream, "  cprof %s%s%s\n      %s\n", commands[i].name,
+			commands[i].arguments[0] ? " " : "", commands[i].arguments,
+			commands[i].summary);
+	fputs("\nFILE, BASE and NEW are pprof profile.proto files, gzipped or not, as\n"
+	      "libcprof.so writes. `cprof COMMAND --help` shows every option of one command.\n"
+	      "Exit status: 0 success; 2 usage error or unreadable profile; 1 output error,\n"
+	      "or (diff) a regression; run exits with CMD's status.\n",
 	      stream);
 }
 
 static int run_help(int argc, char **argv)
 {
 	if (argc > 1) {
-		const command_t *command = find_command(argv[1]);
+		const command_t *command = command_find(argv[1]);
 		if (!command)
-			return fail("help: unknown command \"%s\"", argv[1]);
-		print_command_usage(stdout, command);
-		return finish_output();
+			return command_fail("help: unknown command \"%s\"", argv[1]);
+		command_print_usage(stdout, command);
+		return command_finish_output();
 	}
 	print_usage(stdout);
-	return finish_output();
+	return command_finish_output();
 }
 
 int main(int argc, char **argv)
@@ -576,11 +567,11 @@ int main(int argc, char **argv)
 			 commands[i].name);
 	}
 	if (argc < 2)
-		return fail("no command given (commands: %s; see cprof --help)", names);
+		return command_fail("no command given (commands: %s; see cprof --help)", names);
 	const char *name = argv[1];
 	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
 		name = "help";
-	const command_t *command = find_command(name);
+	const command_t *command = command_find(name);
 	if (!command) {
 		fprintf(stderr, "cprof: unknown command \"");
 		cprof_print_escaped(stderr, argv[1]);

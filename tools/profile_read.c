@@ -1230,3 +1230,176 @@ void cprof_function_totals_free(cprof_function_total_t *rows, size_t count)
 		free(rows[i].name);
 	free(rows);
 }
+
+/* ---- comparing profiles (diff) --------------------------------------- */
+
+void cprof_diff_init(cprof_diff_t *diff, bool by_cum)
+{
+	memset(diff, 0, sizeof *diff);
+	diff->by_cum = by_cum;
+}
+
+/* Doubles the name index when it is half full. Returns 0 or -1. */
+static int diff_grow_index(cprof_diff_t *diff)
+{
+	size_t size = diff->slots ? diff->mask + 1 : 0;
+	if (size != 0 && diff->count * 2 < size)
+		return 0;
+	size_t bigger = size ? size * 2 : 64;
+	size_t *slots = calloc(bigger, sizeof *slots);
+	if (!slots)
+		return -1;
+	for (size_t row = 0; row < diff->count; row++) {
+		size_t slot = (size_t)hash_name(diff->rows[row].name) & (bigger - 1);
+		while (slots[slot] != 0)
+			slot = (slot + 1) & (bigger - 1);
+		slots[slot] = row + 1;
+	}
+	free(diff->slots);
+	diff->slots = slots;
+	diff->mask = bigger - 1;
+	return 0;
+}
+
+/* The row for `name`, added (all zero) when new. NULL when out of memory. */
+static cprof_diff_row_t *diff_row(cprof_diff_t *diff, const char *name)
+{
+	if (diff_grow_index(diff) != 0)
+		return NULL;
+	size_t slot = (size_t)hash_name(name) & diff->mask;
+	while (diff->slots[slot] != 0) {
+		cprof_diff_row_t *row = &diff->rows[diff->slots[slot] - 1];
+		if (strcmp(row->name, name) == 0)
+			return row;
+		slot = (slot + 1) & diff->mask;
+	}
+	if (diff->count == diff->capacity) {
+		size_t bigger = diff->capacity ? diff->capacity * 2 : 64;
+		cprof_diff_row_t *rows = realloc(diff->rows, bigger * sizeof *rows);
+		if (!rows)
+			return NULL;
+		diff->rows = rows;
+		diff->capacity = bigger;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		return NULL;
+	cprof_diff_row_t *row = &diff->rows[diff->count];
+	*row = (cprof_diff_row_t){ .name = copy };
+	diff->slots[slot] = ++diff->count;
+	return row;
+}
+
+int cprof_diff_add(cprof_diff_t *diff, const profile_t *profile, int sample_type,
+		   cprof_diff_side_t side)
+{
+	if (diff->finished || (side == CPROF_DIFF_NEW && diff->new_count > 0))
+		return -1;
+	cprof_function_total_t *totals;
+	size_t count;
+	if (cprof_profile_function_totals(profile, sample_type, &totals, &count) != 0)
+		return -1;
+	int64_t total = cprof_profile_total(profile, sample_type);
+	int result = 0;
+	for (size_t i = 0; i < count; i++) {
+		cprof_diff_row_t *row = diff_row(diff, totals[i].name);
+		if (!row) {
+			result = -1;
+			break;
+		}
+		int64_t value = diff->by_cum ? totals[i].cum : totals[i].flat;
+		double share = total != 0 ? 100.0 * (double)value / (double)total : 0.0;
+		if (side == CPROF_DIFF_NEW) {
+			row->new_share = share;
+			row->new_value = value;
+			continue;
+		}
+		/* Sums until finished; low and high over the runs it is in. */
+		if (row->base_seen == 0 || share < row->base_low)
+			row->base_low = share;
+		if (row->base_seen == 0 || share > row->base_high)
+			row->base_high = share;
+		row->base_share += share;
+		row->base_value += (double)value;
+		row->base_seen++;
+	}
+	cprof_function_totals_free(totals, count);
+	if (result != 0)
+		return -1;
+	if (side == CPROF_DIFF_NEW) {
+		diff->new_total = total;
+		diff->new_count = 1;
+	} else {
+		diff->base_total += (double)total;
+		diff->base_count++;
+	}
+	return 0;
+}
+
+static double absolute(double x)
+{
+	return x < 0 ? -x : x;
+}
+
+static int compare_diff_rows(const void *a, const void *b)
+{
+	const cprof_diff_row_t *x = a, *y = b;
+	double mx = absolute(x->new_share - x->base_share);
+	double my = absolute(y->new_share - y->base_share);
+	if (mx != my)
+		return mx > my ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+void cprof_diff_finish(cprof_diff_t *diff)
+{
+	if (diff->finished)
+		return;
+	diff->finished = true;
+	if (diff->base_count > 0) {
+		double runs = (double)diff->base_count;
+		diff->base_total /= runs;
+		for (size_t i = 0; i < diff->count; i++) {
+			cprof_diff_row_t *row = &diff->rows[i];
+			row->base_share /= runs;
+			row->base_value /= runs;
+			/* Absent from a run: its share there was 0. */
+			if (row->base_seen < diff->base_count) {
+				if (row->base_low > 0)
+					row->base_low = 0;
+				if (row->base_high < 0)
+					row->base_high = 0;
+			}
+		}
+	}
+	free(diff->slots); /* names are no longer looked up */
+	diff->slots = NULL;
+	if (diff->count > 1)
+		qsort(diff->rows, diff->count, sizeof *diff->rows, compare_diff_rows);
+}
+
+void cprof_diff_release(cprof_diff_t *diff)
+{
+	for (size_t i = 0; i < diff->count; i++)
+		free(diff->rows[i].name);
+	free(diff->rows);
+	free(diff->slots);
+	cprof_diff_init(diff, diff->by_cum);
+}
+
+double cprof_diff_growth(const cprof_diff_row_t *row)
+{
+	return row->new_share - row->base_high;
+}
+
+bool cprof_diff_row_counts(const cprof_diff_row_t *row, double min_share)
+{
+	return row->new_share >= min_share || row->base_high >= min_share;
+}
+
+bool cprof_diff_row_regressed(const cprof_diff_row_t *row, double threshold,
+			      double min_share)
+{
+	return cprof_diff_row_counts(row, min_share) &&
+	       cprof_diff_growth(row) > threshold + 1e-9;
+}

@@ -1,6 +1,7 @@
 /* profile_read.h — reading pprof profiles for the cprof command and its
- * tests: the bounded, validating reader, look-ups by id, names, units and
- * the per-function totals that `top` (and later `diff`) print.
+ * tests: the bounded, validating reader, look-ups by id, names, units,
+ * the per-function totals that `top` prints and the share comparison
+ * behind `diff`.
  *
  * A profile is a profile.proto message (preload/profile.proto), gzipped or
  * plain. cprof_profile_read trusts nothing in the file: sizes are capped
@@ -14,6 +15,7 @@
 #ifndef CPROF_PROFILE_READ_H
 #define CPROF_PROFILE_READ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -170,5 +172,80 @@ typedef enum cprof_sort_order {
 void cprof_function_totals_sort(cprof_function_total_t *rows, size_t count,
 				cprof_sort_order_t order);
 void cprof_function_totals_free(cprof_function_total_t *rows, size_t count);
+
+/* ---- comparing profiles (diff) --------------------------------------- */
+
+/* `cprof diff` compares profiles by function as shares of each profile's
+ * own total (in percent), so that runs of different length compare
+ * fairly. Any number of BASE profiles (repeated runs of the same thing)
+ * set a noise band per function: the lowest and highest share it had in
+ * them, 0 in a run where it did not appear. One NEW profile is compared
+ * against them.
+ *
+ *   cprof_diff_t diff;
+ *   cprof_diff_init(&diff, by_cum);
+ *   cprof_diff_add(&diff, new, type, CPROF_DIFF_NEW);
+ *   for each BASE: cprof_diff_add(&diff, base, type, CPROF_DIFF_BASE);
+ *   cprof_diff_finish(&diff);            rows sorted, means taken
+ *   ... diff.rows[0 .. diff.count) ...
+ *   cprof_diff_release(&diff);
+ *
+ * Profiles may be freed as soon as they are added: rows own their names.
+ * A profile whose total is 0 gives every function a share of 0. */
+
+typedef enum cprof_diff_side { CPROF_DIFF_BASE, CPROF_DIFF_NEW } cprof_diff_side_t;
+
+typedef struct cprof_diff_row {
+	char *name;
+	double base_share;  /* mean over the BASE profiles, percent */
+	double base_low;    /* lowest share in a BASE profile (0 where absent) */
+	double base_high;   /* highest share in a BASE profile */
+	double new_share;   /* percent of NEW's total */
+	double base_value;  /* mean value over the BASE profiles, in the sample type's unit */
+	int64_t new_value;
+	size_t base_seen;   /* BASE profiles in which the function has a value */
+} cprof_diff_row_t;
+
+typedef struct cprof_diff {
+	bool by_cum;          /* compare cum values; flat by default */
+	bool finished;
+	size_t base_count;    /* BASE profiles added */
+	size_t new_count;     /* 0 or 1 */
+	double base_total;    /* mean total of the BASE profiles (sum until finished) */
+	int64_t new_total;
+	cprof_diff_row_t *rows;
+	size_t count, capacity;
+	size_t *slots;        /* name -> row + 1, open addressing */
+	size_t mask;
+} cprof_diff_t;
+
+void cprof_diff_init(cprof_diff_t *diff, bool by_cum);
+
+/* Adds one profile's rows for `sample_type` (an index valid in it).
+ * BASE and NEW profiles may come in any order, NEW once. Returns 0; -1
+ * when out of memory, the index is out of range, NEW is added twice or
+ * the diff is finished. */
+int cprof_diff_add(cprof_diff_t *diff, const Perftools__Profiles__Profile *profile,
+		   int sample_type, cprof_diff_side_t side);
+
+/* Takes the means and sorts the rows by |new_share - base_share|
+ * descending, then by name. Call once, after the last add. */
+void cprof_diff_finish(cprof_diff_t *diff);
+
+/* Releases the rows; the struct may be initialised again. */
+void cprof_diff_release(cprof_diff_t *diff);
+
+/* How far NEW's share rose above the band: new_share - base_high, in
+ * points (negative when NEW is inside or below it). */
+double cprof_diff_growth(const cprof_diff_row_t *row);
+
+/* Whether a row counts at all: its share reaches `min_share` (percent) in
+ * NEW or in some BASE profile. */
+bool cprof_diff_row_counts(const cprof_diff_row_t *row, double min_share);
+
+/* Whether a row is a regression: it counts, and its growth above the band
+ * exceeds `threshold` points (with 1e-9 of slack for rounding). */
+bool cprof_diff_row_regressed(const cprof_diff_row_t *row, double threshold,
+			      double min_share);
 
 #endif

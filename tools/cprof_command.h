@@ -1,0 +1,50 @@
+/* cprof_command.h — what the cprof subcommands share: the command table
+ * entry, exit codes and the one-line error helpers (tools/cprof.c). Each
+ * subcommand lives in its own file: top and raw in cprof.c, run in run.c,
+ * diff in diff.c. A subcommand gets argv with argv[0] its own name and
+ * returns the process's exit status.
+ */
+#ifndef CPROF_COMMAND_H
+#define CPROF_COMMAND_H
+
+#include <stdio.h>
+
+#include "profile_read.h"
+
+enum {
+	EXIT_OK = 0,
+	EXIT_OUTPUT_FAILED = 1, /* writing stdout failed */
+	EXIT_REGRESSION = 1,    /* diff: a share grew beyond the threshold */
+	EXIT_USAGE = 2,         /* also unreadable or invalid profiles */
+};
+
+typedef struct command {
+	const char *name;
+	int (*run)(int argc, char **argv); /* argv[0] is the command name */
+	const char *arguments;              /* after "cprof <name> " */
+	const char *summary;
+} command_t;
+
+int command_run(int argc, char **argv);  /* run.c */
+int command_diff(int argc, char **argv); /* diff.c */
+
+const command_t *command_find(const char *name);
+
+/* One line "cprof: ..." on stderr; returns EXIT_USAGE for `return command_fail(...)`. */
+int command_fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+/* getopt's complaint (`code` ':' missing value, '?' unknown option) as one
+ * line naming the command and its usage. */
+int command_option_error(const command_t *command, int code, char **argv);
+
+void command_print_usage(FILE *stream, const command_t *command);
+
+/* Flushes stdout: EXIT_OK, or EXIT_OUTPUT_FAILED with one line. */
+int command_finish_output(void);
+
+/* "cprof: FILE: no sample type "x" (have: a, b)"; returns EXIT_USAGE. */
+int command_sample_type_error(const char *file,
+			      const Perftools__Profiles__Profile *profile,
+			      const char *wanted);
+
+#endif
