@@ -36,7 +36,9 @@
  *   samples with the function anywhere in the stack (inlined lines
  *   included), once per sample even under recursion. A location without
  *   lines (or a line whose function has no name) is named "0x<address>",
- *   or "<mapping basename> 0x<address>" when the mapping has a file name.
+ *   or "<mapping basename> 0x<address in the file>" when the mapping has a
+ *   file name (runtime address - mapping start + file offset: the same in
+ *   every run, as addr2line wants it).
  *   Rows are sorted by |flat| (--cum: |cum|) descending, ties by name
  *   (strcmp); rows with zero flat and zero cum are left out. Total is the
  *   sum of |value| over all samples, as pprof's. sum% is the running sum of

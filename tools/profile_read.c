@@ -865,6 +865,7 @@ void cprof_profile_address_name(const profile_t *profile,
 				char *buffer, size_t size)
 {
 	const char *file = "";
+	uint64_t address = location->address;
 	const Perftools__Profiles__Mapping *mapping =
 		cprof_profile_mapping(profile, location->mapping_id);
 	if (mapping) {
@@ -872,9 +873,13 @@ void cprof_profile_address_name(const profile_t *profile,
 		const char *slash = strrchr(file, '/');
 		if (slash)
 			file = slash + 1;
+		/* The address in the file, as addr2line wants it: the same in
+		 * every run, whatever address randomization put it at. */
+		if (address >= mapping->memory_start && address < mapping->memory_limit)
+			address = address - mapping->memory_start + mapping->file_offset;
 	}
 	if (file[0] != '\0')
-		snprintf(buffer, size, "%s 0x%" PRIx64, file, location->address);
+		snprintf(buffer, size, "%s 0x%" PRIx64, file, address);
 	else
 		snprintf(buffer, size, "0x%" PRIx64, location->address);
 }
