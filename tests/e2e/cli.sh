@@ -416,8 +416,12 @@ test_cli_demo_four_problems() {
 	grep -q '3600 records kept, 400 duplicates dropped' planted.out || fail "$(cat planted.out)" || return 1
 
 	# kind function column min_planted max_fixed [diff options]
+	# (The fixed service still builds its summaries in append_field, in
+	# about 0.2 s of CPU: 200 samples at 1000 Hz, so its share there moves
+	# by several points from run to run; 20% still leaves it a third of
+	# the planted share, and the diff below must still fail on it.)
 	local checks=(
-		"cpu append_field flat 30 5"
+		"cpu append_field flat 30 20"
 		"heap read_record flat 40 5 malloc"
 		"mutex store_result cum 80 70 pthread_mutex_unlock"
 		"block next_record cum 30 10 read"
