@@ -14,7 +14,7 @@ out=${1:-$(mktemp -d /tmp/cprof-demo.XXXXXX)}
 # The demo is small and short: 1000 CPU samples a second instead of 100,
 # and a heap sample every 16 KiB on average instead of every 512 KiB, so
 # that its leak gets about a hundred samples.
-settings=(--hz 1000 --heap-rate 16384)
+settings=(--hz 1000 --heap-rate 16384 --mutex-fraction 1)
 
 # show CMD...: print the command as typed, then run it.
 show() {

@@ -407,9 +407,11 @@ demo_share() {
 test_cli_demo_four_problems() {
 	gcc -std=gnu11 -g -O2 -Wall -Wextra -Werror -pthread -o service "$ROOT/demo/service.c" ||
 		fail "demo does not build" || return 1
-	"$CPROF" run -o planted --heap-rate 16384 -- ./service >planted.out 2>planted.err ||
+	# Every contention kept: the fixed service has only a handful, and at
+	# the default 1 in 10 its run may record none (and write no file).
+	"$CPROF" run -o planted --heap-rate 16384 --mutex-fraction 1 -- ./service >planted.out 2>planted.err ||
 		fail "planted run: exit $?" || return 1
-	"$CPROF" run -o fixed --heap-rate 16384 -- ./service --fixed >fixed.out 2>fixed.err ||
+	"$CPROF" run -o fixed --heap-rate 16384 --mutex-fraction 1 -- ./service --fixed >fixed.out 2>fixed.err ||
 		fail "fixed run: exit $?" || return 1
 	cat planted.err fixed.err
 	cmp -s planted.out fixed.out || fail "results differ: $(cat planted.out fixed.out)" || return 1
@@ -423,7 +425,7 @@ test_cli_demo_four_problems() {
 	local checks=(
 		"cpu append_field flat 30 20"
 		"heap read_record flat 40 5 malloc"
-		"mutex store_result cum 80 70 pthread_mutex_unlock"
+		"mutex store_result cum 50 40 pthread_mutex_unlock"
 		"block next_record cum 30 10 read"
 	)
 	local check kind fn col low high needs p f planted_share fixed_share rc opts
