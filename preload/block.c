@@ -169,11 +169,9 @@ static void block_values(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX])
 
 int cprof_block_start(void)
 {
-	cprof_pprof_period[CPROF_KIND_BLOCK] = 1; /* as Go writes it */
-	cprof_pprof_values[CPROF_KIND_BLOCK] = block_values;
 	cprof_block_on = 1;
 	cprof_locks_on = 1;
-	atomic_fetch_or(&cprof_dump_kinds, 1u << CPROF_KIND_BLOCK);
+	cprof_source_register(CPROF_KIND_BLOCK, 1 /* as Go writes it */, block_values);
 	return 0;
 }
 

@@ -244,10 +244,15 @@ unsigned cprof_symbolizer_mappings(cprof_symbolizer_t *s, const cprof_mapping_t 
 /* ---- pprof writer (pprof.c, dump path only) ------------------------- */
 
 /* Raw counters to sample values, per kind (NULL: the counters as they
- * are); and the period each kind reports. Set by a source at start-up. */
+ * are); and the period each kind reports. Set through
+ * cprof_source_register. */
 typedef void (*cprof_values_fn)(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX]);
 extern cprof_values_fn cprof_pprof_values[CPROF_KIND_COUNT];
 extern int64_t cprof_pprof_period[CPROF_KIND_COUNT];
+
+/* A source that started: its kind is dumped from now on, with this
+ * period and values transform (NULL: raw counters). */
+void cprof_source_register(cprof_kind_t kind, int64_t period, cprof_values_fn values);
 
 /* Builds the gzipped profile.proto for `kind` from the stack table.
  * Returns 0 and a malloc'd buffer, or -errno. */

@@ -240,7 +240,7 @@ int cprof_cpu_start(void)
 		return err;
 	}
 	atomic_store(&cpu_active, 1);
-	atomic_fetch_or(&cprof_dump_kinds, 1u << CPROF_KIND_CPU);
+	cprof_source_register(CPROF_KIND_CPU, period_ns, NULL);
 	if (use_itimer)
 		arm_itimer();
 	else

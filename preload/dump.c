@@ -32,7 +32,6 @@
 #define RENAME_NOREPLACE 1
 #endif
 
-atomic_uint cprof_dump_kinds;
 
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_uint wake_count;        /* futex word: requests so far */

@@ -926,14 +926,12 @@ int cprof_heap_start(void)
 
 	heap_rate = cprof_config.heap_rate;
 	heap_rate_double = (double)heap_rate;
-	cprof_pprof_values[CPROF_KIND_HEAP] = heap_values;
-	cprof_pprof_period[CPROF_KIND_HEAP] = (int64_t)heap_rate;
 
 	/* Counters first, then the mask that indexes them (see filter_maybe). */
 	filter.counts = (_Atomic uint8_t *)((char *)map + slot_bytes);
 	atomic_store_explicit(&filter.mask, counters - 1, memory_order_release);
 	atomic_store_explicit(&heap_state, HEAP_ON, memory_order_release);
-	atomic_fetch_or(&cprof_dump_kinds, 1u << CPROF_KIND_HEAP);
+	cprof_source_register(CPROF_KIND_HEAP, (int64_t)heap_rate, heap_values);
 	return 0;
 }
 

@@ -428,11 +428,9 @@ static void mutex_values(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX])
 
 int cprof_mutex_start(void)
 {
-	cprof_pprof_period[CPROF_KIND_MUTEX] = 1; /* as Go writes it */
-	cprof_pprof_values[CPROF_KIND_MUTEX] = mutex_values;
 	cprof_mutex_on = 1;
 	cprof_locks_on = 1;
-	atomic_fetch_or(&cprof_dump_kinds, 1u << CPROF_KIND_MUTEX);
+	cprof_source_register(CPROF_KIND_MUTEX, 1 /* as Go writes it */, mutex_values);
 	return 0;
 }
 

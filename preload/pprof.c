@@ -74,6 +74,13 @@ int64_t cprof_pprof_period[CPROF_KIND_COUNT];
  * (the heap profile unbiases its samples here). */
 cprof_values_fn cprof_pprof_values[CPROF_KIND_COUNT];
 
+void cprof_source_register(cprof_kind_t kind, int64_t period, cprof_values_fn values)
+{
+	cprof_pprof_period[kind] = period;
+	cprof_pprof_values[kind] = values;
+	atomic_fetch_or(&cprof_dump_kinds, 1u << kind);
+}
+
 /* ---- small hash maps (dump path) ------------------------------------ */
 
 static uint64_t hash_bytes(const void *p, size_t n, uint64_t h)
@@ -566,8 +573,6 @@ int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wa
 		p.sample_type = type_ptrs;
 		p.period_type = &period_type;
 		p.period = cprof_pprof_period[kind];
-		if (kind == CPROF_KIND_CPU && !p.period)
-			p.period = 1000000000LL / cprof_config.cpu_hz;
 		p.n_sample = b.nsamples;
 		p.sample = b.samples;
 		p.n_mapping = nmaps;

@@ -8,8 +8,8 @@
  * output must be one valid gzip member), and `go tool pprof -raw`.
  *
  * Asserted for the CPU kind: sample types samples/count and cpu/nanoseconds,
- * period type cpu/nanoseconds, period 1e9/cpu_hz (or the kind's
- * cprof_pprof_period when set), time_nanos and duration_nanos, default
+ * period type cpu/nanoseconds, the period the source registered (1e9/cpu_hz
+ * as cpu.c does, or any other), time_nanos and duration_nanos, default
  * sample type "cpu", string_table[0] "", the comment; one Location per
  * unique address (frames shared between stacks share a location id; two
  * addresses in one function share one Function); the static functions'
@@ -145,6 +145,8 @@ static void set_config(void)
 		cprof_pprof_period[k] = 0;
 		cprof_pprof_values[k] = NULL;
 	}
+	/* As the CPU source registers itself when it starts. */
+	cprof_source_register(CPROF_KIND_CPU, 1000000000 / CPU_HZ, NULL);
 }
 
 static int setup(void **state)
