@@ -85,15 +85,6 @@ void *cprof_wait_next(const char *name, const char *version)
 static __thread uint64_t random_state __attribute__((tls_model("initial-exec")));
 static _Atomic uint64_t random_threads;
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
 CPROF_SIGSAFE static uint64_t random_seed(void)
 {
 	/* CPROF_SEED: the n-th thread to draw gets the same stream in every
@@ -101,20 +92,15 @@ CPROF_SIGSAFE static uint64_t random_seed(void)
 	uint64_t n = atomic_fetch_add_explicit(&random_threads, 1, memory_order_relaxed) + 1;
 	uint64_t base = cprof_config.seed ? cprof_config.seed
 					  : (uint64_t)cprof_wait_now() ^ (uintptr_t)&random_state;
-	uint64_t x = mix64(base + n * 0x9e3779b97f4a7c15ULL);
+	uint64_t x = cprof_mix64(base + n * 0x9e3779b97f4a7c15ULL);
 	return x ? x : 1;
 }
 
 CPROF_SIGSAFE uint64_t cprof_wait_random(void)
 {
-	uint64_t x = random_state;
-	if (CPROF_UNLIKELY(!x))
-		x = random_seed();
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	random_state = x;
-	return x * 2685821657736338717ULL;
+	if (CPROF_UNLIKELY(!random_state))
+		random_state = random_seed();
+	return cprof_xorshift64star(&random_state);
 }
 
 void cprof_wait_random_reset(void)

@@ -72,6 +72,31 @@ static inline bool cprof_enabled(cprof_kind_t kind)
 CPROF_SIGSAFE void cprof_log(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 
+/* ---- mixing and random numbers (header-only) ------------------------ */
+
+/* splitmix64's finaliser: a good 64-bit spread (hashes, seeds). */
+static inline uint64_t cprof_mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* One xorshift64* step on a caller-owned, non-zero state: uniform 64-bit
+ * numbers with no system call, for the samplers' per-thread streams (each
+ * source seeds its own, as its repeatability rules require). */
+CPROF_SIGSAFE static inline uint64_t cprof_xorshift64star(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 2685821657736338717ULL;
+}
+
 /* ---- re-entrancy guard (init.c) ------------------------------------- */
 
 /* Per-thread state, initial-exec TLS: reading it costs one load. */

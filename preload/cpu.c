@@ -65,10 +65,7 @@ static uint64_t rng_next(void)
 	if (!rng_state)
 		rng_state = ((uint64_t)syscall(SYS_gettid) << 32) ^
 			    (uint64_t)cprof_now_ns(CLOCK_MONOTONIC) ^ 0x9e3779b97f4a7c15ULL;
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ULL;
+	return cprof_xorshift64star(&rng_state);
 }
 
 static struct timespec ns_to_timespec(int64_t ns)

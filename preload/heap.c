@@ -312,24 +312,9 @@ static atomic_uint heap_thread_ordinal; /* for CPROF_SEED: threads in order */
 /* Far enough that no thread ever gets there: the heap profile is off. */
 #define COUNTDOWN_NEVER (INT64_MAX / 2)
 
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 static uint64_t heap_rng_next(void)
 {
-	uint64_t x = heap_tls.rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	heap_tls.rng = x;
-	return x * 2685821657736338717ULL;
+	return cprof_xorshift64star(&heap_tls.rng);
 }
 
 /* A thread's first draw. With CPROF_SEED, the main thread always gets the
@@ -343,9 +328,10 @@ static void heap_thread_seed(void)
 		uint64_t ordinal = tid == getpid() || cprof_thread.busy
 					   ? 0
 					   : 1 + atomic_fetch_add(&heap_thread_ordinal, 1);
-		seed = mix64(cprof_config.seed ^ mix64(ordinal + 0x9e3779b97f4a7c15ULL));
+		seed = cprof_mix64(cprof_config.seed ^
+				   cprof_mix64(ordinal + 0x9e3779b97f4a7c15ULL));
 	} else {
-		seed = mix64(((uint64_t)tid << 32) ^ (uint64_t)cprof_now_ns(CLOCK_MONOTONIC) ^
+		seed = cprof_mix64(((uint64_t)tid << 32) ^ (uint64_t)cprof_now_ns(CLOCK_MONOTONIC) ^
 			     (uintptr_t)&heap_tls);
 	}
 	heap_tls.rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
@@ -949,7 +935,7 @@ void cprof_heap_atfork_child(void)
 	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 	atomic_store(&live.live, 0);
 	if (heap_tls.rng) {
-		heap_tls.rng = mix64(heap_tls.rng ^ 0xd6e8feb86659fd93ULL);
+		heap_tls.rng = cprof_mix64(heap_tls.rng ^ 0xd6e8feb86659fd93ULL);
 		if (!heap_tls.rng)
 			heap_tls.rng = 0x9e3779b97f4a7c15ULL;
 		heap_tls.countdown = heap_next_countdown();

@@ -42,23 +42,13 @@ typedef struct stack_table {
 
 static stack_table_t table;
 
-/* 64-bit mix (from splitmix64's finaliser); good spread for addresses. */
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 static uint64_t stack_hash(cprof_kind_t kind, uint64_t tag, const uintptr_t *frames,
 			   unsigned depth)
 {
-	uint64_t h = mix64(((uint64_t)kind << 32 | depth) ^ mix64(tag + 0x9e3779b97f4a7c15ULL));
+	uint64_t h = cprof_mix64(((uint64_t)kind << 32 | depth) ^
+				 cprof_mix64(tag + 0x9e3779b97f4a7c15ULL));
 	for (unsigned i = 0; i < depth; i++)
-		h = mix64(h ^ frames[i]) + i;
+		h = cprof_mix64(h ^ frames[i]) + i;
 	return h;
 }
 
