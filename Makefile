@@ -33,7 +33,7 @@ LIBS := -lunwind -lprotobuf-c -lz -ldl -lpthread
 # The parts every profile kind shares, linked into the shim, the tests and
 # (the writer/reader half) the cprof tool.
 CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
-	preload/symbolize.c preload/pprof.c
+	preload/symbolize.c preload/pprof.c preload/clock.c
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
 	preload/dump.c preload/heap.c preload/mutex.c preload/block.c
@@ -93,7 +93,7 @@ $(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
 	@mkdir -p $(OBJ)
 	$(CC) $(BASE_CFLAGS) $(WARN) -c $< -o $@
 
-$(OBJ)/mutex.o $(OBJ)/block.o: preload/wait.h
+$(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/clock.o $(OBJ)/init.o: preload/wait.h
 
 $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^

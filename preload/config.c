@@ -158,6 +158,19 @@ static void read_cpu_timer(void)
 	cprof_log("CPROF_CPU_TIMER=\"%s\" is neither thread nor process; using thread", s);
 }
 
+/* CPROF_CLOCK: how waits are timed (clock.c). */
+static void read_wait_clock(void)
+{
+	const char *s = getenv("CPROF_CLOCK");
+	if (!s || strcmp(s, "auto") == 0)
+		return;
+	if (strcmp(s, "monotonic") == 0) {
+		cprof_config.wait_clock = CPROF_CLOCK_MONOTONIC;
+		return;
+	}
+	cprof_log("CPROF_CLOCK=\"%s\" is neither auto nor monotonic; using auto", s);
+}
+
 static void read_out_dir(void)
 {
 	const char *s = getenv("CPROF_OUT");
@@ -208,6 +221,7 @@ void cprof_config_load(void)
 	 * 5% at 100 us. Waits of 100 us and more are all kept, exactly. */
 	cprof_config.mutex_fraction = 10;
 	cprof_config.block_rate = 100000;
+	cprof_config.wait_clock = CPROF_CLOCK_AUTO;
 
 	read_out_dir();
 	read_profiles();
@@ -221,4 +235,5 @@ void cprof_config_load(void)
 	read_unsigned("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
 	read_signal();
 	read_cpu_timer();
+	read_wait_clock();
 }

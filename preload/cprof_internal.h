@@ -51,7 +51,10 @@ typedef struct cprof_config {
 	uint64_t seed;           /* CPROF_SEED: 0 = random; else repeatable sampling */
 	unsigned mutex_fraction; /* CPROF_MUTEX_FRACTION: 1 in N contentions kept */
 	uint64_t block_rate;     /* CPROF_BLOCK_RATE: ns; waits >= this always kept */
+	int wait_clock;          /* CPROF_CLOCK: CPROF_CLOCK_AUTO or _MONOTONIC */
 } cprof_config_t;
+
+enum { CPROF_CLOCK_AUTO = 0, CPROF_CLOCK_MONOTONIC = 1 };
 
 #define CPROF_DEPTH_LIMIT 512
 

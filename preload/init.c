@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cprof.h"
+#include "wait.h"
 
 static pthread_key_t thread_key;
 static bool thread_key_ok;
@@ -109,6 +110,7 @@ __attribute__((constructor)) static void cprof_init(void)
 	cprof_dump_init();
 	cprof_signals_init();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	cprof_wait_clock_init();
 	atomic_store(&cprof_running, 1);
 	if (cprof_enabled(CPROF_KIND_CPU))
 		cprof_cpu_start();

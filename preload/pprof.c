@@ -10,6 +10,7 @@
  * symbolize the rest itself from the binaries.
  */
 #include "cprof_internal.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -556,12 +557,15 @@ int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wa
 		break;
 	case CPROF_KIND_MUTEX:
 		snprintf(comment, sizeof comment,
-			 "libcprof mutex profile; mutex_fraction=%u max_depth=%u",
-			 cprof_config.mutex_fraction, cprof_config.max_depth);
+			 "libcprof mutex profile; mutex_fraction=%u max_depth=%u clock=%s",
+			 cprof_config.mutex_fraction, cprof_config.max_depth,
+			 cprof_wait_clock_name());
 		break;
 	default:
-		snprintf(comment, sizeof comment, "libcprof block profile; block_rate=%lu max_depth=%u",
-			 (unsigned long)cprof_config.block_rate, cprof_config.max_depth);
+		snprintf(comment, sizeof comment,
+			 "libcprof block profile; block_rate=%lu max_depth=%u clock=%s",
+			 (unsigned long)cprof_config.block_rate, cprof_config.max_depth,
+			 cprof_wait_clock_name());
 		break;
 	}
 	int64_t comment_id = intern(&b, comment);

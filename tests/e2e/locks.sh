@@ -245,3 +245,36 @@ test_block_lock_fork() {
 	fi
 	return 0
 }
+
+# The wait clock (preload/clock.c): where the kernel keeps time with the
+# TSC the wrappers time waits with it, and the profile says so; with
+# CPROF_CLOCK=monotonic, or where the kernel does not trust the TSC, the
+# vDSO clock. Either way 20 sleeps of 50 ms read back as the program's own
+# measurement within 5%, and a bad value costs one cprof line.
+test_block_lock_wait_clock() {
+	local want_auto=monotonic clock
+	[ "$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)" = tsc ] &&
+		want_auto=tsc
+	for clock in auto monotonic; do
+		run_profiled "prof_$clock" CPROF_CLOCK=$clock CPROF_PROFILES=block -- \
+			"$PROGS/block_sleep" nanosleep >"out_$clock" 2>"err_$clock" ||
+			fail "$clock: exit $?" || return 1
+		local file comment delay truth want=$clock
+		[ "$clock" = auto ] && want=$want_auto
+		file=$(profile_of "prof_$clock" block)
+		comment=$("$CPROF" raw "$file" | sed -n 's/^  libcprof block profile; //p')
+		delay=$(cprof_value "$file" sleepy cum delay)
+		truth=$(locks_truth slept_ns "err_$clock")
+		echo "CPROF_CLOCK=$clock: comment '$comment' delay=$delay truth=$truth"
+		[[ $comment == *"clock=$want"* ]] || fail "$clock: comment does not say clock=$want" || return 1
+		within "$delay" "$truth" 5 || fail "$clock: $delay ns vs truth $truth" || return 1
+		[ "$(grep -c '^cprof:' "err_$clock")" -eq 0 ] || fail "$clock: a cprof line" || return 1
+		go tool pprof -comments "$file" 2>/dev/null | grep -q "clock=$want" ||
+			fail "$clock: pprof -comments does not show clock=$want" || return 1
+	done
+	run_profiled prof_bad CPROF_CLOCK=rdtsc CPROF_PROFILES=block -- "$PROGS/block_sleep" nanosleep \
+		>out_bad 2>err_bad || fail "bad value: exit $?" || return 1
+	[ "$(grep -c '^cprof: CPROF_CLOCK="rdtsc" is neither auto nor monotonic; using auto$' err_bad)" -eq 1 ] ||
+		fail "bad value: $(cat err_bad)" || return 1
+	cmp -s out_bad out_auto || fail "bad value: output differs" || return 1
+}
