@@ -14,6 +14,8 @@
 #   BENCH_STARTUP_BLOCKS=7    start-up blocks per configuration
 #   BENCH_CPU_WORK_ROUNDS=    override the workload size (cpu_work's argument)
 #   BENCH_SHIM=               another libcprof.so to measure (default preload/)
+#   BENCH_ONLY=               space-separated sections to run (cpu startup heap
+#                             locks churn ...); default all
 #
 # Exit status: 0, or 1 on a real failure (a run crashed, hung, exited
 # non-zero, or printed a different checksum). A missing preload/libcprof.so
@@ -434,6 +436,9 @@ bench_startup() {
 
 # ---- main -----------------------------------------------------------------
 
+# wanted SECTION: whether BENCH_ONLY (unset: every section) names it.
+wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
+
 main() {
 	local t0=$SECONDS
 	echo "libcprof benchmarks — $(date -u +%F), $(machine)"
@@ -441,16 +446,18 @@ main() {
 	heading "profilers"
 	check_shim
 	if [[ -f $GPERF ]]; then echo "gperftools: using $GPERF"; fi
-	bench_cpu
-	bench_startup
-	# Later sections (heap, locks) live in bench/sections/*.sh, each
+	wanted cpu && bench_cpu
+	wanted startup && bench_startup
+	# Later sections (heap, locks, ...) live in bench/sections/*.sh, each
 	# defining bench_<name>; they use the helpers above.
-	local section
+	local section name
 	for section in "$ROOT"/bench/sections/*.sh; do
 		[[ -f $section ]] || continue
+		name=$(basename "$section" .sh)
+		wanted "$name" || continue
 		# shellcheck source=/dev/null
 		source "$section"
-		"bench_$(basename "$section" .sh)"
+		"bench_$name"
 	done
 	heading "done"
 	echo "total time $((SECONDS - t0)) s"
