@@ -222,6 +222,7 @@ void cprof_config_load(void)
 	cprof_config.mutex_fraction = 10;
 	cprof_config.block_rate = 100000;
 	cprof_config.wait_clock = CPROF_CLOCK_AUTO;
+	cprof_config.label_sets = 4096;
 
 	read_out_dir();
 	read_profiles();
@@ -233,6 +234,7 @@ void cprof_config_load(void)
 	read_unsigned("CPROF_SEED", 0, ~0UL, &cprof_config.seed);
 	read_unsigned("CPROF_MUTEX_FRACTION", 1, 1u << 30, &cprof_config.mutex_fraction);
 	read_unsigned("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
+	read_unsigned("CPROF_LABEL_SETS", 16, 1u << 20, &cprof_config.label_sets);
 	read_signal();
 	read_cpu_timer();
 	read_wait_clock();

@@ -52,6 +52,7 @@ typedef struct cprof_config {
 	unsigned mutex_fraction; /* CPROF_MUTEX_FRACTION: 1 in N contentions kept */
 	uint64_t block_rate;     /* CPROF_BLOCK_RATE: ns; waits >= this always kept */
 	int wait_clock;          /* CPROF_CLOCK: CPROF_CLOCK_AUTO or _MONOTONIC */
+	unsigned label_sets;     /* CPROF_LABEL_SETS: distinct label sets held */
 } cprof_config_t;
 
 enum { CPROF_CLOCK_AUTO = 0, CPROF_CLOCK_MONOTONIC = 1 };
@@ -106,6 +107,7 @@ CPROF_SIGSAFE static inline uint64_t cprof_xorshift64star(uint64_t *state)
 typedef struct cprof_thread {
 	int busy;        /* >0 while the profiler itself runs on this thread */
 	int timer_slot;  /* index in cpu.c's timer registry, -1 none */
+	uint32_t labels; /* the thread's label set (labels.c), 0 none */
 } cprof_thread_t;
 
 extern __thread cprof_thread_t cprof_thread
@@ -150,6 +152,19 @@ void cprof_unwind_init(void);
 void cprof_unwind_flush(void);
 
 
+/* ---- labels (labels.c) ---------------------------------------------- */
+
+/* The label set a sample carries when the table could not hold its own:
+ * written as the one label cprof="labels dropped". */
+#define CPROF_LABELS_DROPPED UINT32_MAX
+#define CPROF_LABELS_PAIRS_MAX 16 /* pairs in one set */
+
+/* Maps the table of label sets (`entries` of 512 bytes); 0 or -errno. */
+int cprof_labels_init(unsigned entries);
+/* The pairs of set `id` (0: none), sorted by key; the count. Strings live
+ * as long as the process. Dump path and tests. */
+unsigned cprof_labels_get(uint32_t id, const char **keys, const char **values, unsigned max);
+
 /* ---- stack table (stacks.c) ----------------------------------------- */
 
 /* Pseudo-frames: values below 4096 never are code addresses. The dump
@@ -166,6 +181,8 @@ typedef struct cprof_stack {
 	uint32_t kind;
 	uint32_t depth;
 	uint64_t tag;                         /* kind-specific key part */
+	uint32_t labels;                      /* the recording thread's label set */
+	uint32_t reserved;
 	_Atomic int64_t values[CPROF_VALUES_MAX];
 	uintptr_t frames[];                   /* leaf first */
 } cprof_stack_t;
@@ -175,7 +192,8 @@ typedef struct cprof_stack {
  * stacks arrive. Returns 0 or -errno. */
 int cprof_stacks_init(unsigned stacks, unsigned max_depth);
 
-/* Finds or adds the stack (kind, tag, frames). Never blocks, never
+/* Finds or adds the stack (kind, tag, the calling thread's labels,
+ * frames). Never blocks, never
  * allocates. When the table is full, returns the kind's
  * [cprof: dropped] entry, so the event's values are still counted. */
 CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag,

@@ -37,6 +37,7 @@ static void thread_started(void)
 typedef struct thread_start {
 	void *(*fn)(void *);
 	void *arg;
+	uint32_t labels; /* the creator's: a thread inherits them, as goroutines do */
 } thread_start_t;
 
 static void *thread_trampoline(void *p)
@@ -44,6 +45,7 @@ static void *thread_trampoline(void *p)
 	thread_start_t start = *(thread_start_t *)p;
 	cprof_thread.busy++;
 	free(p);
+	cprof_thread.labels = start.labels;
 	thread_started();
 	cprof_thread.busy--;
 	/* A tail call: the trampoline leaves no frame in the thread's stacks. */
@@ -64,6 +66,7 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 		return real_pthread_create(thread, attr, fn, arg);
 	start->fn = fn;
 	start->arg = arg;
+	start->labels = cprof_thread.labels;
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
 		free(start);
@@ -105,6 +108,8 @@ __attribute__((constructor)) static void cprof_init(void)
 		cprof_thread.busy--;
 		return;
 	}
+	if (cprof_labels_init(cprof_config.label_sets) < 0)
+		cprof_log("cannot map the label table; samples carry no labels");
 	cprof_unwind_init();
 	thread_key_ok = pthread_key_create(&thread_key, on_thread_exit) == 0;
 	cprof_dump_init();

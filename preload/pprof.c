@@ -393,19 +393,41 @@ static void add_sample(const cprof_stack_t *s, void *ctx)
 		sample->location_id[sample->n_location_id++] = location_id(b, s->frames[i]);
 	memcpy(sample->value, values, n * sizeof(int64_t));
 	sample->n_value = n;
-	if (b->format->tag_label[0]) {
-		label_t *label = calloc(1, sizeof *label);
-		sample->label = calloc(1, sizeof(label_t *));
-		if (!label || !sample->label) {
-			free(label);
+	/* Labels: the kind's numeric tag (heap: bytes), then the recording
+	 * thread's label set, or the one label saying it was dropped. */
+	const char *keys[CPROF_LABELS_PAIRS_MAX], *strs[CPROF_LABELS_PAIRS_MAX];
+	unsigned npairs = 0;
+	if (s->labels == CPROF_LABELS_DROPPED) {
+		keys[0] = "cprof";
+		strs[0] = "labels dropped";
+		npairs = 1;
+	} else if (s->labels) {
+		npairs = cprof_labels_get(s->labels, keys, strs, CPROF_LABELS_PAIRS_MAX);
+	}
+	unsigned nlabels = (b->format->tag_label[0] ? 1 : 0) + npairs;
+	if (nlabels) {
+		label_t *labels = calloc(nlabels, sizeof *labels);
+		sample->label = calloc(nlabels, sizeof(label_t *));
+		if (!labels || !sample->label) {
+			free(labels);
 			goto oom;
 		}
-		perftools__profiles__label__init(label);
-		label->key = intern(b, b->format->tag_label[0]);
-		label->num = (int64_t)s->tag;
-		label->num_unit = intern(b, b->format->tag_label[1]);
-		sample->label[0] = label;
-		sample->n_label = 1;
+		for (unsigned i = 0; i < nlabels; i++) {
+			perftools__profiles__label__init(&labels[i]);
+			sample->label[i] = &labels[i];
+		}
+		unsigned at = 0;
+		if (b->format->tag_label[0]) {
+			labels[at].key = intern(b, b->format->tag_label[0]);
+			labels[at].num = (int64_t)s->tag;
+			labels[at].num_unit = intern(b, b->format->tag_label[1]);
+			at++;
+		}
+		for (unsigned i = 0; i < npairs; i++, at++) {
+			labels[at].key = intern(b, keys[i]);
+			labels[at].str = intern(b, strs[i]);
+		}
+		sample->n_label = nlabels;
 	}
 	return;
 oom:

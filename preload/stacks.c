@@ -42,11 +42,11 @@ typedef struct stack_table {
 
 static stack_table_t table;
 
-static uint64_t stack_hash(cprof_kind_t kind, uint64_t tag, const uintptr_t *frames,
-			   unsigned depth)
+static uint64_t stack_hash(cprof_kind_t kind, uint64_t tag, uint32_t labels,
+			   const uintptr_t *frames, unsigned depth)
 {
 	uint64_t h = cprof_mix64(((uint64_t)kind << 32 | depth) ^
-				 cprof_mix64(tag + 0x9e3779b97f4a7c15ULL));
+				 cprof_mix64(tag + 0x9e3779b97f4a7c15ULL + ((uint64_t)labels << 40)));
 	for (unsigned i = 0; i < depth; i++)
 		h = cprof_mix64(h ^ frames[i]) + i;
 	return h;
@@ -87,8 +87,9 @@ static cprof_stack_t *make_dropped_entry(cprof_kind_t kind)
 	s->kind = kind;
 	s->depth = 1;
 	s->tag = 0;
+	s->labels = 0;
 	s->frames[0] = CPROF_FRAME_DROPPED;
-	s->hash = stack_hash(kind, 0, s->frames, 1);
+	s->hash = stack_hash(kind, 0, 0, s->frames, 1);
 	return s;
 }
 
@@ -142,10 +143,11 @@ void cprof_stacks_reset(void)
 }
 
 static bool same_stack(const cprof_stack_t *s, uint64_t hash, cprof_kind_t kind, uint64_t tag,
-		       const uintptr_t *frames, unsigned depth)
+		       uint32_t labels, const uintptr_t *frames, unsigned depth)
 {
 	return s->hash == hash && s->kind == (uint32_t)kind && s->depth == depth &&
-	       s->tag == tag && memcmp(s->frames, frames, depth * sizeof *frames) == 0;
+	       s->tag == tag && s->labels == labels &&
+	       memcmp(s->frames, frames, depth * sizeof *frames) == 0;
 }
 
 CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag,
@@ -155,7 +157,10 @@ CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag
 		return NULL;
 	if (depth > table.max_depth)
 		depth = table.max_depth;
-	uint64_t hash = stack_hash(kind, tag, frames, depth);
+	/* The labels of the thread the event happened on: samples with
+	 * different label sets are different samples. */
+	uint32_t labels = cprof_thread.labels;
+	uint64_t hash = stack_hash(kind, tag, labels, frames, depth);
 	size_t idx = hash & table.slot_mask;
 	cprof_stack_t *fresh = NULL;
 	uint32_t fresh_ref = 0;
@@ -174,6 +179,7 @@ CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag
 				fresh->kind = kind;
 				fresh->depth = depth;
 				fresh->tag = tag;
+				fresh->labels = labels;
 				for (int i = 0; i < CPROF_VALUES_MAX; i++)
 					atomic_init(&fresh->values[i], 0);
 				memcpy(fresh->frames, frames, depth * sizeof *frames);
@@ -191,7 +197,7 @@ CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag
 			ref = expected; /* somebody published here first */
 		}
 		cprof_stack_t *s = entry_at(ref);
-		if (same_stack(s, hash, kind, tag, frames, depth))
+		if (same_stack(s, hash, kind, tag, labels, frames, depth))
 			return s; /* a taken `fresh` stays unused: rare, bounded */
 	}
 	atomic_fetch_add_explicit(&table.full_events, 1, memory_order_relaxed);

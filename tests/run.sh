@@ -13,7 +13,12 @@ SHIM=$ROOT/preload/libcprof.so
 CPROF=$ROOT/tools/cprof
 PROGS=$ROOT/build/progs
 WORK=$(mktemp -d /tmp/cprof-test.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+# CPROF_TEST_KEEP=1 keeps the work directory (each test's files and log).
+if [ -n "${CPROF_TEST_KEEP:-}" ]; then
+	echo "work directory: $WORK (kept)"
+else
+	trap 'rm -rf "$WORK"' EXIT
+fi
 export GOCACHE=${GOCACHE:-$WORK/gocache}
 export HOME=${HOME:-$WORK}
 # pprof must not try to reach a symbol server; local files only.
@@ -111,6 +116,22 @@ near() {
 	awk -v v="$1" -v t="$2" -v p="$3" 'BEGIN { d = v - t; if (d < 0) d = -d; exit !(d <= p) }'
 }
 
+# reap_leftovers DIR: kills what a test left running (a program it started
+# in the background and did not wait for, say after a failed check), found
+# by the CPROF_TEST_RUN=DIR every test's processes inherit, so that no
+# leftover burns CPU under the next tests.
+reap_leftovers() {
+	local f pid left=()
+	for f in $(grep -lzxF "CPROF_TEST_RUN=$1" /proc/[0-9]*/environ 2>/dev/null); do
+		pid=${f#/proc/}
+		pid=${pid%/environ}
+		[ "$pid" = $$ ] || [ "$pid" = "$BASHPID" ] || left+=("$pid")
+	done
+	[ ${#left[@]} -eq 0 ] && return
+	echo "    (killed ${#left[@]} process(es) the test left running: ${left[*]})"
+	kill -KILL "${left[@]}" 2>/dev/null
+}
+
 # ---- unit tests -----------------------------------------------------------
 
 echo "== unit tests"
@@ -148,7 +169,7 @@ for t in $(declare -F | awk '{ print $3 }' | grep '^test_'); do
 	T=$WORK/$name
 	mkdir -p "$T"
 	start=$(date +%s.%N)
-	if ( cd "$T" && "$t" ) >"$T/log" 2>&1; then
+	if ( export CPROF_TEST_RUN="$T"; cd "$T" && "$t" ) >"$T/log" 2>&1; then
 		passed=$((passed + 1))
 		awk -v n="$name" -v s="$start" -v e="$(date +%s.%N)" \
 			'BEGIN { printf "PASS %s (%.1fs)\n", n, e - s }'
@@ -158,6 +179,7 @@ for t in $(declare -F | awk '{ print $3 }' | grep '^test_'); do
 		echo "FAIL $name"
 		sed 's/^/    /' "$T/log" | tail -n 25
 	fi
+	reap_leftovers "$T"
 done
 
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"

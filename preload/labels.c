@@ -1,0 +1,327 @@
+/* labels.c — profile labels, the counterpart of Go's pprof.Do: a thread
+ * sets key/value labels for a region, and every sample recorded on that
+ * thread meanwhile (CPU, heap, mutex, block) carries them.
+ *
+ * A label set is interned once in a fixed table and named by its index
+ * (1-based; 0 is "no labels"), which is all a thread holds
+ * (cprof_thread.labels) and all a stack entry adds to its key
+ * (stacks.c reads it from the recording thread). So a signal handler
+ * reads labels with one TLS load, and no lock or allocation is ever
+ * involved in using them.
+ *
+ * Table: CPROF_LABEL_SETS entries of 512 bytes (mmap'd once, pages touched
+ * as sets arrive), open addressing on the set's hash. An entry is written
+ * while its state is WRITING and published with a release store; a reader
+ * that meets a WRITING entry treats it as different and probes on, so
+ * nobody waits (at worst one set gets two ids, which pprof merges). When
+ * the table is full, or a set has more than LABEL_PAIRS_MAX pairs or
+ * LABEL_BYTES of text, the thread's samples carry the one label
+ * cprof="labels dropped" instead, so they are still counted.
+ *
+ * Cost of a push: a set is the previous one with the pairs given added
+ * (a key given again replaces its value, as pprof.WithLabels does), kept
+ * sorted by key. A per-thread cache of the last LABEL_CACHE pushes
+ * (keyed by the previous set and the key pointers) answers a repeated push
+ * by comparing the given strings with the interned set's: no hashing of
+ * the set, no table probe. Measured in bench (labels section).
+ */
+#include "cprof_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "cprof.h"
+
+#define LABEL_ENTRY_BYTES 512
+#define LABEL_PAIRS_MAX CPROF_LABELS_PAIRS_MAX
+#define LABEL_CACHE 8
+
+enum { ENTRY_EMPTY = 0, ENTRY_WRITING = 1, ENTRY_READY = 2 };
+
+typedef struct label_set {
+	_Atomic uint32_t state;
+	uint16_t pairs;
+	uint16_t bytes;     /* of text[] in use */
+	uint64_t hash;
+	/* pairs x ("key\0value\0"), sorted by key */
+	char text[LABEL_ENTRY_BYTES - 16];
+} label_set_t;
+
+#define LABEL_BYTES (LABEL_ENTRY_BYTES - 16)
+
+static label_set_t *sets;
+static uint32_t set_mask; /* entries - 1, a power of two */
+static atomic_uint sets_used;
+static atomic_uint dropped_pushes;
+
+/* A push seen before on this thread: the same previous set, the same
+ * string pointers, and the same text in them (checked against copies, as
+ * a buffer may be reused for another value). Strings longer than the
+ * copies are not cached. */
+#define CACHE_KEY_BYTES 24
+#define CACHE_VALUE_BYTES 40
+
+typedef struct cache_entry {
+	uint32_t previous, result;
+	unsigned pairs;
+	const char *key_ptr[2], *value_ptr[2];
+	char key[2][CACHE_KEY_BYTES];
+	char value[2][CACHE_VALUE_BYTES];
+} cache_entry_t;
+
+static __thread cache_entry_t push_cache[LABEL_CACHE] __attribute__((tls_model("initial-exec")));
+
+int cprof_labels_init(unsigned entries)
+{
+	uint32_t n = 1;
+	while (n < entries)
+		n <<= 1;
+	void *mem = mmap(NULL, (size_t)n * sizeof(label_set_t), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	sets = mem;
+	set_mask = n - 1;
+	return 0;
+}
+
+static const label_set_t *set_at(uint32_t id)
+{
+	if (!sets || id == 0 || id == CPROF_LABELS_DROPPED || id - 1 > set_mask)
+		return NULL;
+	const label_set_t *s = &sets[id - 1];
+	return atomic_load_explicit(&s->state, memory_order_acquire) == ENTRY_READY ? s : NULL;
+}
+
+unsigned cprof_labels_get(uint32_t id, const char **keys, const char **values, unsigned max)
+{
+	const label_set_t *s = set_at(id);
+	if (!s)
+		return 0;
+	const char *p = s->text;
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->pairs && n < max; i++, n++) {
+		keys[n] = p;
+		p += strlen(p) + 1;
+		values[n] = p;
+		p += strlen(p) + 1;
+	}
+	return n;
+}
+
+/* ---- building a set ---------------------------------------------------- */
+
+typedef struct pair {
+	const char *key, *value;
+} pair_t;
+
+static uint64_t hash_text(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+	return cprof_mix64(h ^ n);
+}
+
+/* The previous set's pairs plus the given ones, sorted by key, a given key
+ * replacing the previous value (and the last of a key given twice
+ * winning). Returns the count, or -1 when there are too many. */
+static int merge_pairs(uint32_t previous, const char *const *kv, unsigned given,
+		       pair_t out[LABEL_PAIRS_MAX])
+{
+	const char *keys[LABEL_PAIRS_MAX], *values[LABEL_PAIRS_MAX];
+	unsigned n = cprof_labels_get(previous, keys, values, LABEL_PAIRS_MAX);
+	for (unsigned i = 0; i < n; i++)
+		out[i] = (pair_t){ keys[i], values[i] };
+	for (unsigned g = 0; g < given; g++) {
+		const char *key = kv[2 * g], *value = kv[2 * g + 1] ? kv[2 * g + 1] : "";
+		unsigned i = 0;
+		while (i < n && strcmp(out[i].key, key) < 0)
+			i++;
+		if (i < n && strcmp(out[i].key, key) == 0) {
+			out[i].value = value;
+			continue;
+		}
+		if (n == LABEL_PAIRS_MAX)
+			return -1;
+		memmove(&out[i + 1], &out[i], (n - i) * sizeof *out);
+		out[i] = (pair_t){ key, value };
+		n++;
+	}
+	return (int)n;
+}
+
+/* Interns the set; its id, or CPROF_LABELS_DROPPED. */
+static uint32_t intern_set(const pair_t *pairs, unsigned n)
+{
+	char text[LABEL_BYTES];
+	size_t len = 0;
+	for (unsigned i = 0; i < n; i++) {
+		size_t k = strlen(pairs[i].key) + 1, v = strlen(pairs[i].value) + 1;
+		if (len + k + v > sizeof text)
+			return CPROF_LABELS_DROPPED;
+		memcpy(text + len, pairs[i].key, k);
+		memcpy(text + len + k, pairs[i].value, v);
+		len += k + v;
+	}
+	uint64_t hash = hash_text(text, len);
+	for (uint32_t probe = 0, i = (uint32_t)hash & set_mask; probe <= set_mask;
+	     probe++, i = (i + 1) & set_mask) {
+		label_set_t *s = &sets[i];
+		uint32_t state = atomic_load_explicit(&s->state, memory_order_acquire);
+		if (state == ENTRY_EMPTY) {
+			/* At most three quarters full: probes stay short. */
+			if (atomic_load_explicit(&sets_used, memory_order_relaxed) >=
+			    (set_mask + 1) / 4 * 3)
+				break;
+			uint32_t expected = ENTRY_EMPTY;
+			if (!atomic_compare_exchange_strong_explicit(&s->state, &expected,
+								     ENTRY_WRITING,
+								     memory_order_acquire,
+								     memory_order_acquire)) {
+				state = expected;
+			} else {
+				atomic_fetch_add_explicit(&sets_used, 1, memory_order_relaxed);
+				s->pairs = (uint16_t)n;
+				s->bytes = (uint16_t)len;
+				s->hash = hash;
+				memcpy(s->text, text, len);
+				atomic_store_explicit(&s->state, ENTRY_READY, memory_order_release);
+				return i + 1;
+			}
+		}
+		if (state == ENTRY_READY && s->hash == hash && s->bytes == len &&
+		    memcmp(s->text, text, len) == 0)
+			return i + 1;
+	}
+	return CPROF_LABELS_DROPPED;
+}
+
+static unsigned cache_index(uint32_t previous, const char *const *kv, unsigned pairs)
+{
+	uint64_t h = previous;
+	for (unsigned i = 0; i < 2 * pairs; i++)
+		h = (h ^ (uintptr_t)kv[i]) * 0x9e3779b97f4a7c15ULL;
+	return (unsigned)(h >> 61) & (LABEL_CACHE - 1);
+}
+
+/* Whether s equals the NUL-terminated copy (of at most cap bytes). */
+static inline bool same_text(const char *s, const char *copy, size_t cap)
+{
+	for (size_t i = 0; i < cap; i++) {
+		if (s[i] != copy[i])
+			return false;
+		if (!s[i])
+			return true;
+	}
+	return false;
+}
+
+/* Copies s into copy if it fits; false if not. */
+static bool copy_text(char *copy, const char *s, size_t cap)
+{
+	size_t n = strlen(s) + 1;
+	if (n > cap)
+		return false;
+	memcpy(copy, s, n);
+	return true;
+}
+
+static bool cache_matches(const cache_entry_t *c, uint32_t previous, const char *const *kv,
+			  unsigned pairs)
+{
+	if (c->result == 0 || c->previous != previous || c->pairs != pairs)
+		return false;
+	for (unsigned g = 0; g < pairs; g++)
+		if (c->key_ptr[g] != kv[2 * g] || c->value_ptr[g] != kv[2 * g + 1])
+			return false;
+	for (unsigned g = 0; g < pairs; g++)
+		if (!same_text(kv[2 * g], c->key[g], CACHE_KEY_BYTES) ||
+		    !same_text(kv[2 * g + 1], c->value[g], CACHE_VALUE_BYTES))
+			return false;
+	return true;
+}
+
+static void cache_store(cache_entry_t *c, uint32_t previous, const char *const *kv,
+			unsigned pairs, uint32_t result)
+{
+	c->result = 0;
+	for (unsigned g = 0; g < pairs; g++) {
+		if (!copy_text(c->key[g], kv[2 * g], CACHE_KEY_BYTES) ||
+		    !copy_text(c->value[g], kv[2 * g + 1], CACHE_VALUE_BYTES))
+			return;
+		c->key_ptr[g] = kv[2 * g];
+		c->value_ptr[g] = kv[2 * g + 1];
+	}
+	c->previous = previous;
+	c->pairs = pairs;
+	c->result = result;
+}
+
+/* ---- the API (include/cprof.h) ----------------------------------------- */
+
+static uint32_t push_uncached(uint32_t previous, const char *const *kv, unsigned pairs)
+{
+	pair_t merged[LABEL_PAIRS_MAX];
+	int n = previous == CPROF_LABELS_DROPPED ? -1 : merge_pairs(previous, kv, pairs, merged);
+	uint32_t result = n < 0 ? CPROF_LABELS_DROPPED : intern_set(merged, (unsigned)n);
+	if (result == CPROF_LABELS_DROPPED && atomic_fetch_add(&dropped_pushes, 1) == 0)
+		cprof_log("label table full (CPROF_LABEL_SETS=%u) or a label set over %d pairs "
+			  "or %d bytes; such samples carry cprof=\"labels dropped\"",
+			  set_mask + 1, LABEL_PAIRS_MAX, LABEL_BYTES);
+	return result;
+}
+
+/* With NULL values: uncached (merge_pairs reads them as ""). */
+static unsigned long cprof_labels_push_array_slow(const char *const *kv, unsigned pairs,
+						  uint32_t previous)
+{
+	cprof_thread.labels = push_uncached(previous, kv, pairs);
+	return previous;
+}
+
+CPROF_EXPORT unsigned long cprof_labels_push_array(const char *const *kv, unsigned pairs)
+{
+	uint32_t previous = cprof_thread.labels;
+	if (!sets || !kv)
+		return previous;
+	if (pairs == 0)
+		return previous;
+	for (unsigned g = 0; g < pairs; g++)
+		if (!kv[2 * g])
+			return previous; /* a NULL key: nothing more to read */
+	/* NULL values are empty strings. */
+	for (unsigned g = 0; g < pairs; g++)
+		if (!kv[2 * g + 1])
+			return cprof_labels_push_array_slow(kv, pairs, previous);
+	uint32_t result = 0;
+	cache_entry_t *c = NULL;
+	if (pairs <= 2 && previous != CPROF_LABELS_DROPPED) {
+		c = &push_cache[cache_index(previous, kv, pairs)];
+		if (cache_matches(c, previous, kv, pairs))
+			result = c->result;
+	}
+	if (!result) {
+		result = push_uncached(previous, kv, pairs);
+		if (c && result != CPROF_LABELS_DROPPED)
+			cache_store(c, previous, kv, pairs, result);
+	}
+	cprof_thread.labels = result;
+	return previous;
+}
+
+CPROF_EXPORT void cprof_labels_restore(unsigned long previous)
+{
+	if (previous == CPROF_LABELS_DROPPED || (sets && previous <= (unsigned long)set_mask + 1))
+		cprof_thread.labels = (uint32_t)previous;
+}
+
+CPROF_EXPORT unsigned long cprof_labels_current(void)
+{
+	return cprof_thread.labels;
+}
+
+/* A fork child keeps its labels and the table (a copy of the parent's),
+ * but not the parent thread's cache of pushes: it is this thread's own,
+ * and still right. Nothing to do. */

@@ -1,0 +1,126 @@
+# Labels (include/cprof.h: cprof_labels_push / cprof_labels_pop, the
+# counterpart of Go's pprof.Do), read back by go tool pprof (-tags,
+# -tagfocus) and by cprof raw. Program: tests/progs/labels.c.
+
+# labels_cpu_ns FILE TAGFOCUS: pprof's total CPU in ns of the samples with
+# that tag ("" for all).
+labels_pprof_total_ns() {
+	local args=(-top -unit=ns)
+	[ -n "$2" ] && args+=("-tagfocus=$2")
+	go tool pprof "${args[@]}" "$1" 2>/dev/null |
+		sed -n 's/^Showing nodes accounting for \([0-9.]*\)ns.*/\1/p' | head -1
+}
+
+# Two threads doing the same work, one under tenant=acme, one under
+# tenant=globex (the value's buffer is overwritten after the push): the
+# CPU profile splits 50/50 by tag within sampling error (1000 Hz, 0.6 s
+# each: ~600 samples a side, sd ~2%), each side within 5% of its thread's
+# own CPU clock, and op=work on all of it.
+test_labels_cpu_split() {
+	run_profiled prof CPROF_CPU_HZ=1000 CPROF_PROFILES=cpu -- "$PROGS/labels" split \
+		>out 2>err || fail "exit $?" || return 1
+	local file acme globex total op truth_a truth_g
+	file=$(profile_of prof cpu)
+	[ -n "$file" ] || fail "no cpu profile" || return 1
+	total=$(labels_pprof_total_ns "$file" "")
+	acme=$(labels_pprof_total_ns "$file" tenant=acme)
+	globex=$(labels_pprof_total_ns "$file" tenant=globex)
+	op=$(labels_pprof_total_ns "$file" op=work)
+	truth_a=$(sed -n 's/^cpu_ns acme //p' err)
+	truth_g=$(sed -n 's/^cpu_ns globex //p' err)
+	echo "total=$total acme=$acme (truth $truth_a) globex=$globex (truth $truth_g) op=work $op"
+	within "$acme" "$truth_a" 5 || fail "acme $acme vs its thread's $truth_a" || return 1
+	within "$globex" "$truth_g" 5 || fail "globex $globex vs its thread's $truth_g" || return 1
+	near "$(awk -v a="$acme" -v t="$total" 'BEGIN { printf "%.1f", 100 * a / t }')" 50 5 ||
+		fail "acme share not 50% +- 5" || return 1
+	within "$op" "$((acme + globex))" 1 || fail "op=work $op, want acme+globex" || return 1
+	go tool pprof -tags "$file" 2>/dev/null | grep -q 'acme' || fail "pprof -tags: no acme" || return 1
+	# Our reader shows the same labels on the samples.
+	"$CPROF" raw "$file" | grep -q 'labels:.*op=work.*tenant=acme' ||
+		fail "cprof raw: no sample with op=work tenant=acme" || return 1
+}
+
+# A labelled region that allocates: the heap profile's in-use space by tag
+# is what each region kept (8 MiB acme, 2 MiB globex, 1 MiB unlabelled),
+# at CPROF_HEAP_RATE=1 exactly.
+test_labels_heap() {
+	run_profiled prof CPROF_HEAP_RATE=1 CPROF_PROFILES=heap -- "$PROGS/labels" heap \
+		>out 2>err || fail "exit $?" || return 1
+	local file acme globex load
+	file=$(profile_of prof heap)
+	acme=$(go tool pprof -sample_index=inuse_space -tagfocus=tenant=acme -top -unit=B "$file" 2>/dev/null |
+		sed -n 's/^Showing nodes accounting for \([0-9.]*\)B.*/\1/p' | head -1)
+	globex=$(go tool pprof -sample_index=inuse_space -tagfocus=tenant=globex -top -unit=B "$file" 2>/dev/null |
+		sed -n 's/^Showing nodes accounting for \([0-9.]*\)B.*/\1/p' | head -1)
+	load=$(go tool pprof -sample_index=inuse_space -tagfocus=op=load -top -unit=B "$file" 2>/dev/null |
+		sed -n 's/^Showing nodes accounting for \([0-9.]*\)B.*/\1/p' | head -1)
+	echo "inuse acme=$acme globex=$globex op=load $load"
+	[ "${acme%.*}" -eq $((8 << 20)) ] || fail "acme in use $acme, want 8 MiB" || return 1
+	[ "${globex%.*}" -eq $((2 << 20)) ] || fail "globex in use $globex, want 2 MiB" || return 1
+	[ "${load%.*}" -eq $((8 << 20)) ] || fail "op=load in use $load, want 8 MiB" || return 1
+	"$CPROF" raw "$file" | grep -q 'labels: bytes=1048576 bytes op=load tenant=acme' ||
+		fail "cprof raw: no sample with bytes, op and tenant labels" || return 1
+}
+
+# Nested labels add to the outer ones and a pop restores them; a thread
+# made inside a labelled region inherits its labels; after the last pop a
+# thread's samples carry none.
+test_labels_nested_and_inherited() {
+	run_profiled prof CPROF_CPU_HZ=1000 CPROF_PROFILES=cpu -- "$PROGS/labels" nested \
+		>out 2>err || fail "exit $?" || return 1
+	local file tags
+	file=$(profile_of prof cpu)
+	tags=$(go tool pprof -tags -focus=burn_inner "$file" 2>/dev/null)
+	echo "burn_inner: $(echo "$tags" | tr -s ' \n' ' ')"
+	echo "$tags" | grep -q 'acme' && echo "$tags" | grep -q 'inner' ||
+		fail "burn_inner lacks tenant=acme op=inner" || return 1
+	tags=$(go tool pprof -tags -focus=burn_child "$file" 2>/dev/null)
+	echo "burn_child: $(echo "$tags" | tr -s ' \n' ' ')"
+	echo "$tags" | grep -q 'acme' && echo "$tags" | grep -q 'inner' ||
+		fail "the child thread did not inherit tenant=acme op=inner" || return 1
+	local after labelled
+	after=$(go tool pprof -top -unit=ns -focus=burn_after "$file" 2>/dev/null |
+		sed -n 's/^Showing nodes accounting for \([0-9.]*\)ns.*/\1/p' | head -1)
+	labelled=$(go tool pprof -top -unit=ns -focus=burn_after -tagfocus=tenant=acme "$file" 2>/dev/null |
+		sed -n 's/^Showing nodes accounting for \([0-9.]*\)ns.*/\1/p' | head -1)
+	echo "burn_after: $after ns, of it labelled ${labelled:-0}"
+	[ "${after%.*}" -gt 100000000 ] || fail "burn_after has ${after:-0} ns" || return 1
+	[ "${labelled:-0}" = 0 ] || [ "${labelled%.*}" -eq 0 ] ||
+		fail "burn_after still carries tenant=acme after the pop" || return 1
+}
+
+# A label table too small for the sets asked: one cprof line, the samples
+# beyond it carry cprof="labels dropped", and no CPU time is lost.
+test_labels_table_full() {
+	run_profiled prof CPROF_LABEL_SETS=16 CPROF_CPU_HZ=1000 CPROF_PROFILES=cpu -- \
+		"$PROGS/labels" full 30 >out 2>err || fail "exit $?" || return 1
+	local file total dropped labelled lines
+	file=$(profile_of prof cpu)
+	total=$(labels_pprof_total_ns "$file" "")
+	dropped=$(labels_pprof_total_ns "$file" "cprof=labels dropped")
+	labelled=$(labels_pprof_total_ns "$file" "tenant=t[0-9]*")
+	lines=$(grep -c '^cprof: label table full' err)
+	echo "total=$total dropped=$dropped with a tenant=$labelled cprof lines=$lines"
+	[ "$lines" -eq 1 ] || fail "$lines cprof lines, want 1: $(cat err)" || return 1
+	# 16 entries hold 12 sets: t0..t11 keep their labels, the other 18
+	# tenants' samples are counted under the dropped label.
+	[ "${dropped%.*}" -gt 0 ] || fail "no labels-dropped samples" || return 1
+	[ "${labelled%.*}" -gt 0 ] || fail "no labelled samples" || return 1
+	within "$(awk -v a="$dropped" -v b="$labelled" 'BEGIN { printf "%.0f", a + b }')" "$total" 1 ||
+		fail "dropped + labelled != total" || return 1
+	local kept
+	kept=$(go tool pprof -tags "$file" 2>/dev/null | grep -c ': t[0-9]*$')
+	echo "tenants with their own label: $kept"
+	[ "$kept" -le 12 ] || fail "$kept tenants kept, the table holds 12" || return 1
+}
+
+# Without the shim the API is a no-op: same output, exit 0.
+test_labels_without_shim() {
+	local mode
+	for mode in split heap nested; do
+		"$PROGS/labels" "$mode" >"out_$mode" 2>/dev/null || fail "$mode: exit $?" || return 1
+		run_profiled "prof_$mode" -- "$PROGS/labels" "$mode" >"outp_$mode" 2>/dev/null ||
+			fail "$mode under the shim: exit $?" || return 1
+		cmp -s "out_$mode" "outp_$mode" || fail "$mode: output differs" || return 1
+	done
+}
