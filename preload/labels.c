@@ -35,7 +35,7 @@
 
 #define LABEL_ENTRY_BYTES 512
 #define LABEL_PAIRS_MAX CPROF_LABELS_PAIRS_MAX
-#define LABEL_CACHE 8
+#define LABEL_CACHE 4
 
 enum { ENTRY_EMPTY = 0, ENTRY_WRITING = 1, ENTRY_READY = 2 };
 
@@ -59,8 +59,8 @@ static atomic_uint dropped_pushes;
  * string pointers, and the same text in them (checked against copies, as
  * a buffer may be reused for another value). Strings longer than the
  * copies are not cached. */
-#define CACHE_KEY_BYTES 24
-#define CACHE_VALUE_BYTES 40
+#define CACHE_KEY_BYTES 16
+#define CACHE_VALUE_BYTES 32
 
 typedef struct cache_entry {
 	uint32_t previous, result;
@@ -203,7 +203,7 @@ static unsigned cache_index(uint32_t previous, const char *const *kv, unsigned p
 	uint64_t h = previous;
 	for (unsigned i = 0; i < 2 * pairs; i++)
 		h = (h ^ (uintptr_t)kv[i]) * 0x9e3779b97f4a7c15ULL;
-	return (unsigned)(h >> 61) & (LABEL_CACHE - 1);
+	return (unsigned)(h >> 62) & (LABEL_CACHE - 1);
 }
 
 /* Whether s equals the NUL-terminated copy (of at most cap bytes). */

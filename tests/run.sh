@@ -132,6 +132,19 @@ reap_leftovers() {
 	kill -KILL "${left[@]}" 2>/dev/null
 }
 
+# watchdog DIR: a test that runs longer than TEST_TIMEOUT seconds (a hang:
+# a wait on a program that never ends) is killed, with everything it
+# started, and fails, instead of stalling the whole run.
+TEST_TIMEOUT=${CPROF_TEST_TIMEOUT:-180}
+watchdog() {
+	local i
+	for ((i = 0; i < TEST_TIMEOUT * 2; i++)); do
+		sleep 0.5
+	done
+	touch "$1/.timed-out"
+	reap_leftovers "$1"
+}
+
 # ---- unit tests -----------------------------------------------------------
 
 echo "== unit tests"
@@ -169,6 +182,8 @@ for t in $(declare -F | awk '{ print $3 }' | grep '^test_'); do
 	T=$WORK/$name
 	mkdir -p "$T"
 	start=$(date +%s.%N)
+	watchdog "$T" &
+	watchdog_pid=$!
 	if ( export CPROF_TEST_RUN="$T"; cd "$T" && "$t" ) >"$T/log" 2>&1; then
 		passed=$((passed + 1))
 		awk -v n="$name" -v s="$start" -v e="$(date +%s.%N)" \
@@ -177,8 +192,11 @@ for t in $(declare -F | awk '{ print $3 }' | grep '^test_'); do
 		failed=$((failed + 1))
 		failed_names+=("$name")
 		echo "FAIL $name"
+		[ -e "$T/.timed-out" ] && echo "    timed out after $TEST_TIMEOUT s; killed" >>"$T/log"
 		sed 's/^/    /' "$T/log" | tail -n 25
 	fi
+	kill "$watchdog_pid" 2>/dev/null
+	wait "$watchdog_pid" 2>/dev/null
 	reap_leftovers "$T"
 done
 
