@@ -209,8 +209,11 @@ test_block_lock_fortified_calls() {
 # Both profiles' own facts: Go's sample and period types, period 1, and
 # the settings in the comment; nothing when only the CPU profile is on.
 test_block_lock_profile_format() {
-	run_profiled prof CPROF_MUTEX_FRACTION=3 CPROF_BLOCK_RATE=2000 -- "$PROGS/mutex_contend" 200 \
-		>/dev/null 2>&1 || fail "exit $?" || return 1
+	# Every contention kept (fraction 1) and 600 rounds: on a loaded machine
+	# 200 rounds at 1 in 3 once left no mutex sample, hence no mutex file.
+	run_profiled prof CPROF_MUTEX_FRACTION=1 CPROF_BLOCK_RATE=2000 -- "$PROGS/mutex_contend" 600 \
+		>/dev/null 2>err || fail "exit $?" || return 1
+	grep -q '^contended [1-9]' err || fail "the program saw no contention: $(cat err)" || return 1
 	local kind
 	for kind in mutex block; do
 		"$CPROF" raw "$(profile_of prof $kind)" >raw || fail "$kind: cprof raw failed" || return 1
