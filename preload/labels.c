@@ -35,7 +35,7 @@
 
 #define LABEL_ENTRY_BYTES 512
 #define LABEL_PAIRS_MAX CPROF_LABELS_PAIRS_MAX
-#define LABEL_CACHE 4
+#define LABEL_CACHE 8 /* 4 sets of 2 ways */
 
 enum { ENTRY_EMPTY = 0, ENTRY_WRITING = 1, ENTRY_READY = 2 };
 
@@ -59,15 +59,22 @@ static atomic_uint dropped_pushes;
  * string pointers, and the same text in them (checked against copies, as
  * a buffer may be reused for another value). Strings longer than the
  * copies are not cached. */
-#define CACHE_KEY_BYTES 16
-#define CACHE_VALUE_BYTES 32
+#define CACHE_TEXT_WORDS 4 /* 31 characters and the NUL */
+
+/* A string as the cache keeps it: its bytes and NUL in 8-byte words,
+ * zero-padded, and the mask of the last word's bytes that count. */
+typedef struct cached_text {
+	uint64_t word[CACHE_TEXT_WORDS];
+	uint64_t last_mask;
+	unsigned words;
+} cached_text_t;
 
 typedef struct cache_entry {
-	uint32_t previous, result;
+	uint32_t previous, result; /* result 0: empty */
 	unsigned pairs;
-	const char *key_ptr[2], *value_ptr[2];
-	char key[2][CACHE_KEY_BYTES];
-	char value[2][CACHE_VALUE_BYTES];
+	bool recent;               /* way 0 only: it was filled last */
+	const char *ptr[4];        /* key, value, key, value */
+	cached_text_t text[4];
 } cache_entry_t;
 
 static __thread cache_entry_t push_cache[LABEL_CACHE] __attribute__((tls_model("initial-exec")));
@@ -200,45 +207,68 @@ static uint32_t intern_set(const pair_t *pairs, unsigned n)
 
 static unsigned cache_index(uint32_t previous, const char *const *kv, unsigned pairs)
 {
-	uint64_t h = previous;
-	for (unsigned i = 0; i < 2 * pairs; i++)
-		h = (h ^ (uintptr_t)kv[i]) * 0x9e3779b97f4a7c15ULL;
-	return (unsigned)(h >> 62) & (LABEL_CACHE - 1);
+	uint64_t h = previous ^ (uintptr_t)kv[0] * 0x9e3779b97f4a7c15ULL;
+	if (pairs > 1)
+		h ^= (uintptr_t)kv[2] * 0xbf58476d1ce4e5b9ULL;
+	h ^= (uintptr_t)kv[1] * 0x94d049bb133111ebULL;
+	return (unsigned)(cprof_mix64(h) & (LABEL_CACHE / 2 - 1)) * 2;
 }
 
-/* Whether s equals the NUL-terminated copy (of at most cap bytes). */
-static inline bool same_text(const char *s, const char *copy, size_t cap)
+/* Whether s is the cached text. Reads s 8 bytes at a time: past its end
+ * only within its own page, which cannot fault (as glibc's strlen reads);
+ * the bytes past the NUL are masked off. */
+__attribute__((no_sanitize_address)) static inline bool same_text(const char *s,
+								   const cached_text_t *c)
 {
-	for (size_t i = 0; i < cap; i++) {
-		if (s[i] != copy[i])
-			return false;
-		if (!s[i])
-			return true;
-	}
-	return false;
-}
-
-/* Copies s into copy if it fits; false if not. */
-static bool copy_text(char *copy, const char *s, size_t cap)
-{
-	size_t n = strlen(s) + 1;
-	if (n > cap)
+	unsigned last = c->words - 1u;
+	if (CPROF_UNLIKELY(((uintptr_t)s & 4095) > 4096 - 8u * c->words)) {
+		const char *copy = (const char *)c->word;
+		for (unsigned i = 0; i < 8u * c->words; i++) {
+			if (s[i] != copy[i])
+				return false;
+			if (!s[i])
+				return true;
+		}
 		return false;
-	memcpy(copy, s, n);
+	}
+	for (unsigned i = 0; i < last; i++) {
+		uint64_t a;
+		memcpy(&a, s + 8 * i, 8);
+		if (a != c->word[i])
+			return false;
+	}
+	uint64_t a;
+	memcpy(&a, s + 8 * last, 8);
+	return ((a ^ c->word[last]) & c->last_mask) == 0;
+}
+
+/* Keeps s in c if it fits; false if not. */
+static bool copy_text(cached_text_t *c, const char *s)
+{
+	size_t n = strlen(s) + 1; /* with the NUL */
+	if (n > sizeof c->word)
+		return false;
+	memset(c->word, 0, sizeof c->word);
+	memcpy(c->word, s, n);
+	c->words = (unsigned)((n + 7) / 8);
+	size_t tail = n - 8 * (c->words - 1u);
+	c->last_mask = tail >= 8 ? ~0ULL : (1ULL << (8 * tail)) - 1;
 	return true;
 }
 
-static bool cache_matches(const cache_entry_t *c, uint32_t previous, const char *const *kv,
-			  unsigned pairs)
+/* The pointers are compared first (a miss costs a few loads), then the
+ * text, which is what makes a hit right. */
+static inline bool cache_matches(const cache_entry_t *c, uint32_t previous,
+				 const char *const *kv, unsigned pairs)
 {
 	if (c->result == 0 || c->previous != previous || c->pairs != pairs)
 		return false;
-	for (unsigned g = 0; g < pairs; g++)
-		if (c->key_ptr[g] != kv[2 * g] || c->value_ptr[g] != kv[2 * g + 1])
+	unsigned n = 2 * pairs;
+	for (unsigned i = 0; i < n; i++)
+		if (c->ptr[i] != kv[i])
 			return false;
-	for (unsigned g = 0; g < pairs; g++)
-		if (!same_text(kv[2 * g], c->key[g], CACHE_KEY_BYTES) ||
-		    !same_text(kv[2 * g + 1], c->value[g], CACHE_VALUE_BYTES))
+	for (unsigned i = 0; i < n; i++)
+		if (!same_text(kv[i], &c->text[i]))
 			return false;
 	return true;
 }
@@ -247,12 +277,10 @@ static void cache_store(cache_entry_t *c, uint32_t previous, const char *const *
 			unsigned pairs, uint32_t result)
 {
 	c->result = 0;
-	for (unsigned g = 0; g < pairs; g++) {
-		if (!copy_text(c->key[g], kv[2 * g], CACHE_KEY_BYTES) ||
-		    !copy_text(c->value[g], kv[2 * g + 1], CACHE_VALUE_BYTES))
+	for (unsigned i = 0; i < 2 * pairs; i++) {
+		if (!kv[i] || !copy_text(&c->text[i], kv[i]))
 			return;
-		c->key_ptr[g] = kv[2 * g];
-		c->value_ptr[g] = kv[2 * g + 1];
+		c->ptr[i] = kv[i];
 	}
 	c->previous = previous;
 	c->pairs = pairs;
@@ -273,40 +301,31 @@ static uint32_t push_uncached(uint32_t previous, const char *const *kv, unsigned
 	return result;
 }
 
-/* With NULL values: uncached (merge_pairs reads them as ""). */
-static unsigned long cprof_labels_push_array_slow(const char *const *kv, unsigned pairs,
-						  uint32_t previous)
-{
-	cprof_thread.labels = push_uncached(previous, kv, pairs);
-	return previous;
-}
-
 CPROF_EXPORT unsigned long cprof_labels_push_array(const char *const *kv, unsigned pairs)
 {
 	uint32_t previous = cprof_thread.labels;
-	if (!sets || !kv)
+	if (CPROF_UNLIKELY(!sets || !kv || pairs == 0))
 		return previous;
-	if (pairs == 0)
-		return previous;
+	/* A hit: pointers and text as cached (so no NULL among them). */
+	cache_entry_t *c = NULL;
+	if (pairs <= 2 && previous != CPROF_LABELS_DROPPED) {
+		cache_entry_t *way = &push_cache[cache_index(previous, kv, pairs)];
+		for (int w = 0; w < 2; w++) {
+			if (CPROF_LIKELY(cache_matches(&way[w], previous, kv, pairs))) {
+				cprof_thread.labels = way[w].result;
+				return previous;
+			}
+		}
+		/* A miss replaces the way used less recently. */
+		c = &way[way[0].recent ? 1 : 0];
+		way[0].recent = c == &way[0];
+	}
 	for (unsigned g = 0; g < pairs; g++)
 		if (!kv[2 * g])
 			return previous; /* a NULL key: nothing more to read */
-	/* NULL values are empty strings. */
-	for (unsigned g = 0; g < pairs; g++)
-		if (!kv[2 * g + 1])
-			return cprof_labels_push_array_slow(kv, pairs, previous);
-	uint32_t result = 0;
-	cache_entry_t *c = NULL;
-	if (pairs <= 2 && previous != CPROF_LABELS_DROPPED) {
-		c = &push_cache[cache_index(previous, kv, pairs)];
-		if (cache_matches(c, previous, kv, pairs))
-			result = c->result;
-	}
-	if (!result) {
-		result = push_uncached(previous, kv, pairs);
-		if (c && result != CPROF_LABELS_DROPPED)
-			cache_store(c, previous, kv, pairs, result);
-	}
+	uint32_t result = push_uncached(previous, kv, pairs);
+	if (c && result != CPROF_LABELS_DROPPED)
+		cache_store(c, previous, kv, pairs, result);
 	cprof_thread.labels = result;
 	return previous;
 }
