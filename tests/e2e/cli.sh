@@ -184,8 +184,16 @@ test_cli_diff_thresholds() {
 	local rc
 	rc=$(diff_status base.pb longer.pb)
 	cat diff.out
-	[ "$rc" -eq 0 ] || fail "same mix, twice as long: exit $rc" || return 1
+	# Twice as long is twice the total: the totals gate (default 5%) fails it...
+	[ "$rc" -eq 1 ] || fail "same mix, twice as long: exit $rc, want 1 (total +100%)" || return 1
 	grep -qE '^ +60\.00% +60\.00% +0 +600ns +1\.20us  hash$' diff.out || fail "hash row" || return 1
+	grep -qx 'FAIL: total grew +100.0%, more than 5%' diff.out || fail "FAIL line: $(tail -1 diff.out)" || return 1
+	# ...unless the runs say how much work they did, or the gate is off.
+	[ "$(diff_status base.pb longer.pb --per 1,2)" -eq 0 ] || fail "--per 1,2: $(tail -1 diff.out)" || return 1
+	grep -q '^Total per unit of work: base 1us, new 1us (+0.0%)$' diff.out || fail "--per total line" || return 1
+	grep -qx "PASS: no function's share grew more than 5 points; total +0.0% (limit +5%)" diff.out ||
+		fail "--per PASS line: $(tail -1 diff.out)" || return 1
+	[ "$(diff_status base.pb longer.pb --max-total-growth off)" -eq 0 ] || fail "gate off" || return 1
 	grep -q '^PASS: ' diff.out || fail "no PASS line" || return 1
 
 	rc=$(diff_status base.pb grown.pb.gz)
@@ -221,7 +229,7 @@ test_cli_diff_noise_band() {
 		fail "hash row" || return 1
 	grep -qE '^ +6\.67% +0\.00%-20\.00% +16\.00% .* gc$' diff.out || fail "gc row (absent = 0)" || return 1
 	grep -q '^Base: 3 runs: b1.pb b2.pb b3.pb$' diff.out || fail "header" || return 1
-	grep -qx 'PASS: no function'"'"'s share grew more than 5 points above its band (largest: hash +4.00)' diff.out ||
+	grep -qx 'PASS: no function'"'"'s share grew more than 5 points above its band (largest: hash +4.00); total -80.0% against the highest base run (limit +5%)' diff.out ||
 		fail "PASS line: $(tail -1 diff.out)" || return 1
 	[ "$(diff_status b1.pb b2.pb b3.pb new.pb --threshold 3)" -eq 1 ] || fail "threshold 3" || return 1
 	grep -q 'FAIL: .*hash (+4.00 points)' diff.out || fail "FAIL line: $(tail -1 diff.out)" || return 1
@@ -328,7 +336,7 @@ test_cli_bad_input_every_subcommand() {
 		"corrupt.pb.gz:corrupt gzip data"
 		"corrupt.pb:corrupt protobuf"
 		"dangling.pb:refers to location 999, which does not exist"
-		"directory.pb.gz:Is a directory"
+		"directory.pb.gz:no profiles"
 		"huge.pb.gz:too large"
 		"bomb.pb.gz:decompressed size exceeds the limit"
 	)
