@@ -131,7 +131,7 @@ static const command_t commands[] = {
 	{ "merge", command_merge, "-o OUT PATH... [-k KIND] [--by program|process]",
 	  "merge profiles into one file, as pprof merges" },
 	{ "flame", command_flame,
-	  "PATH... [--base PATH...] -o OUT.svg [-t TYPE] [-k KIND] [--cum-min PCT] [--title T]",
+	  "PATH... [--base PATH...] -o OUT.svg [-t TYPE] [-k KIND] [--title T] [--width PX]",
 	  "an SVG flame graph; with --base, a differential one" },
 	{ "raw", run_raw, "PATH... [-k KIND] [--by program|process]",
 	  "the decoded profile as text, like pprof -raw" },
@@ -630,8 +630,10 @@ static void print_usage(FILE *stream)
 		fprintf(stream, "  cprof %s%s%s\n      %s\n", commands[i].name,
 			commands[i].arguments[0] ? " " : "", commands[i].arguments,
 			commands[i].summary);
-	fputs("\nFILE, BASE and NEW are pprof profile.proto files, gzipped or not, as\n"
-	      "libcprof.so writes. `cprof COMMAND --help` shows every option of one command.\n"
+	fputs("\nPATH, BASE and NEW are pprof profile.proto files, gzipped or not, as\n"
+	      "libcprof.so writes, or directories: every NAME.KIND.pb.gz under them, merged\n"
+	      "(-k KIND when they hold several kinds). `cprof COMMAND --help` shows every\n"
+	      "option of one command.\n"
 	      "Exit status: 0 success; 2 usage error or unreadable profile; 1 output error,\n"
 	      "or (diff) a regression; run exits with CMD's status.\n",
 	      stream);
