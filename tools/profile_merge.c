@@ -128,6 +128,8 @@ typedef struct bytes {
 
 static int bytes_put(bytes_t *b, const void *data, size_t length)
 {
+	if (length == 0)
+		return 0;
 	if (b->length + length > b->capacity) {
 		size_t bigger = b->capacity ? b->capacity : 256;
 		while (bigger < b->length + length)
@@ -579,7 +581,9 @@ static int add_sample(cprof_merge_t *merge, source_map_t *map,
 		merge->labels[merge->n_label++] = (merged_label_t){ label_key, label_value, 0, 0 };
 	}
 	size_t label_count = merge->n_label - first_label;
-	qsort(merge->labels + first_label, label_count, sizeof *merge->labels, compare_labels);
+	if (label_count > 1)
+		qsort(merge->labels + first_label, label_count, sizeof *merge->labels,
+		      compare_labels);
 
 	key->length = 0;
 	if (bytes_u64(key, s->n_location_id) ||
