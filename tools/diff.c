@@ -319,7 +319,7 @@ static void print_name(const char *name, bool markdown)
 /* The verdict line without a newline: "PASS: ..." or "FAIL: ...", naming
  * every gate that failed and by how much. */
 static void print_verdict(const cprof_diff_t *diff, const diff_options_t *options,
-			  const verdict_t *verdict, bool markdown)
+			  const verdict_t *verdict, const char *input_unit, bool markdown)
 {
 	const char *points = options->by_cum ? "cum share" : "share";
 	const char *things = diff->label_key ? diff->label_key : "function";
@@ -357,7 +357,12 @@ static void print_verdict(const cprof_diff_t *diff, const diff_options_t *option
 	}
 	fputs(markdown ? "**FAIL**:" : "FAIL:", stdout);
 	const char *separator = " ";
-	if (verdict->total_regressed) {
+	if (verdict->total_regressed && isinf(total_growth)) {
+		char new_total[64];
+		print_value(diff->new_total, input_unit, new_total, sizeof new_total);
+		printf("%stotal grew from 0 to %s", separator, new_total);
+		separator = "; ";
+	} else if (verdict->total_regressed) {
 		printf("%stotal grew %s%s, more than %g%%", separator, growth,
 		       band ? " above the highest base run" : "", options->max_total_growth);
 		if (options->per)
@@ -448,7 +453,7 @@ static void print_diff(const cprof_diff_t *diff, const diff_input_t *input,
 	printf("%sType: ", line_end);
 	cprof_print_escaped(stdout, input->type_name);
 	if (diff->label_key)
-		printf(", by %s,", diff->label_key);
+		printf(", by %s", diff->label_key);
 	printf(", %s value as a share of each profile's total%s", what, line_end);
 	if (band)
 		printf("Total%s: base %s (mean, %s-%s), new %s%s%s",
@@ -565,7 +570,7 @@ static void print_diff(const cprof_diff_t *diff, const diff_input_t *input,
 		       diff->label_key ? diff->label_key : "function",
 		       counted - shown == 1 ? "" : "s");
 	fputc('\n', stdout);
-	print_verdict(diff, options, &verdict, markdown);
+	print_verdict(diff, options, &verdict, input->unit, markdown);
 	fputc('\n', stdout);
 }
 

@@ -200,6 +200,10 @@ test_ci_gate_totals() {
 		fail "md total row" || return 1
 	grep -qx '\*\*FAIL\*\*: total grew +10.0%, more than 5%' diff.out || fail "md FAIL line" || return 1
 	head -1 diff.out | grep -qx '### cprof diff: regression' || fail "md title" || return 1
+	# From nothing: a BASE total of 0.
+	"$GATE_SYNTH" zero.pb "parse;main=0"
+	[ "$(diff_status zero.pb slow.pb)" -eq 1 ] || fail "from 0" || return 1
+	tail -1 diff.out | grep -q '^FAIL: total grew from 0 to 1.10us; ' || fail "from 0: $(tail -1 diff.out)" || return 1
 }
 
 # --max-growth: a function 30% slower whose share moved less than the
@@ -235,6 +239,7 @@ test_ci_gate_function_growth() {
 	[ "$rc" -eq 1 ] || fail "--by program: exit $rc" || return 1
 	grep -qx "FAIL: 1 program's value grew more than 50%: app (+60.0%)" diff.out || fail "by program FAIL line" || return 1
 	grep -q '^Base: b (2 files)$' diff.out || fail "Base line" || return 1
+	grep -qx "Type: cpu, by program, flat value as a share of each profile's total" diff.out || fail "Type line" || return 1
 }
 
 # NEW from several paths (--new), BASE runs from directories.
