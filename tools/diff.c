@@ -1,30 +1,40 @@
-/* diff.c — `cprof diff`: compares profiles by function and gates a CI
- * run on the result.
+/* diff.c — `cprof diff`: compares runs by total and by function and gates
+ * a CI run on the result.
  *
- *   cprof diff BASE... NEW [-t SAMPLE_TYPE] [--threshold PCT] [--min-share PCT]
- *                          [--cum] [-n N] [--format text|md]
+ *   cprof diff BASE... NEW [--new PATH...] [-t SAMPLE_TYPE] [--threshold PCT]
+ *              [--max-total-growth PCT] [--max-growth PCT] [--per N,...]
+ *              [--min-share PCT] [--cum] [-k KIND] [--by program|process]
+ *              [-n N] [--format text|md]
  *
- * The last file is NEW; every file before it is a BASE run. Each
- * function's value (flat by default, cum with --cum) is taken as a share
- * of its own profile's total, so runs of different length compare fairly.
- * With several BASE runs the lowest and highest share a function had in
- * them is its noise band (0 counts for a run it is absent from).
+ * Every path is one run: a profile file, or a directory whose profiles
+ * (of one kind) are merged into one run (profile_merge.h). The last is
+ * NEW, every one before it a BASE run; --new PATH... makes NEW the merge
+ * of those paths instead (--base goes back to BASE runs). Several BASE
+ * runs set a noise band for each figure: its lowest and highest value in
+ * them (0 for a run a function is absent from).
  *
- * A function REGRESSES when its share in NEW is above the top of its band
- * by more than --threshold points (default 5): with one BASE, when it grew
- * by more than that many points. Functions whose share stays under
- * --min-share percent (default 1) in every file are left out of the table
- * and of the verdict.
+ * Three gates, any of which fails the run (exit 1):
+ *   - the total (--max-total-growth, default 5%): NEW's total is more than
+ *     PCT percent above the highest BASE total;
+ *   - the shares (--threshold, default 5 points): a function's share of its
+ *     run's total is above the top of its band by more than PCT points;
+ *   - the values (--max-growth, off by default): a function's value is more
+ *     than PCT percent above the top of its band.
+ * --per divides each run's totals and values by its work first. Functions
+ * whose share stays under --min-share percent (default 1) in every run are
+ * left out of the table and of the share and value gates. With --by, rows
+ * are programs (or processes) instead of functions.
  *
- * Output: a header (files, sample type, what is compared, totals), the
- * biggest movers by |NEW share - mean BASE share| (-n rows, default 10,
- * plus every regression), and a last line: "PASS: ..." or "FAIL: ...
- * <function> (+x.xx points)". --format md prints the same as markdown for
- * a CI log or a pull-request comment.
+ * Output: a header (runs, sample type, what is compared, totals, gates),
+ * the biggest movers by |NEW share - mean BASE share| (-n rows, default 10,
+ * plus every regression), and a last line: "PASS: ..." or "FAIL: ..."
+ * naming each gate that failed and by how much. --format md prints the
+ * same as markdown, with the total as the table's first row.
  *
- * Exit status: 0 no regression; 1 a regression; 2 usage error, an
- * unreadable or invalid file, or files that lack the sample type (or
- * carry it in different units), with one line naming the file.
+ * Exit status: 0 no gate failed; 1 one did; 2 usage error, an unreadable
+ * or invalid file, a directory without profiles, runs that do not merge,
+ * or runs that lack the sample type (or carry it in different units),
+ * with one line naming the file.
  */
 #include "cprof_command.h"
 

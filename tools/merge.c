@@ -15,6 +15,7 @@
 #include "cprof_command.h"
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -77,34 +78,26 @@ int command_merge(int argc, char **argv)
 	if (cprof_paths_choose_kind(&paths, list, count, err, sizeof err) != 0)
 		return command_fail("%s", err);
 
-	/* Always through the merger (one file too), so OUT is compacted and
-	 * labelled the same way whatever the count. */
+	/* One file goes through the merger too: OUT is compacted (only what
+	 * its samples use) whatever the count. */
 	Perftools__Profiles__Profile *profile;
 	size_t files;
-	cprof_by_t load_by = by;
-	int status;
-	if (by == CPROF_BY_NONE && count == 1) {
-		/* A single file still goes through the merger: compacted. */
-		status = command_load(&paths, list, count, CPROF_BY_NONE, &profile, &files);
-		if (status == EXIT_OK && files == 1) {
-			cprof_merge_t *merge = cprof_merge_new();
-			Perftools__Profiles__Profile *merged = NULL;
-			if (!merge || cprof_merge_add(merge, profile, list[0], NULL, NULL, err,
-						      sizeof err) != 0 ||
-			    cprof_merge_finish(merge, &merged, err, sizeof err) != 0) {
-				cprof_merge_free(merge);
-				cprof_profile_free(profile);
-				return command_fail("%s", merge ? err : "out of memory");
-			}
-			cprof_merge_free(merge);
-			cprof_profile_free(profile);
-			profile = merged;
-		}
-	} else {
-		status = command_load(&paths, list, count, load_by, &profile, &files);
-	}
+	int status = command_load(&paths, list, count, by, &profile, &files);
 	if (status != EXIT_OK)
 		return status;
+	if (files == 1 && by == CPROF_BY_NONE) {
+		cprof_merge_t *merge = cprof_merge_new();
+		bool allocated = merge != NULL;
+		Perftools__Profiles__Profile *merged = NULL;
+		int made = merge && cprof_merge_add(merge, profile, list[0], NULL, NULL, err,
+						    sizeof err) == 0 &&
+			   cprof_merge_finish(merge, &merged, err, sizeof err) == 0;
+		cprof_merge_free(merge);
+		cprof_profile_free(profile);
+		if (!made)
+			return command_fail("%s", allocated ? err : "merge: out of memory");
+		profile = merged;
+	}
 	int written = cprof_profile_write(profile, output, err, sizeof err);
 	cprof_profile_free(profile);
 	if (written != 0)
