@@ -1,7 +1,7 @@
 /* cprof_command.h — what the cprof subcommands share: the command table
  * entry, exit codes and the one-line error helpers (tools/cprof.c). Each
  * subcommand lives in its own file: top and raw in cprof.c, run in run.c,
- * diff in diff.c. A subcommand gets argv with argv[0] its own name and
+ * diff in diff.c, merge in merge.c, flame in flame.c. A subcommand gets argv with argv[0] its own name and
  * returns the process's exit status.
  */
 #ifndef CPROF_COMMAND_H
@@ -15,7 +15,7 @@
 enum {
 	EXIT_OK = 0,
 	EXIT_OUTPUT_FAILED = 1, /* writing stdout failed */
-	EXIT_REGRESSION = 1,    /* diff: a share grew beyond the threshold */
+	EXIT_REGRESSION = 1,    /* diff: a gate failed (total, share or value) */
 	EXIT_USAGE = 2,         /* also unreadable or invalid profiles */
 };
 

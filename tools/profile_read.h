@@ -200,7 +200,13 @@ void cprof_function_totals_free(cprof_function_total_t *rows, size_t count);
  *   cprof_diff_release(&diff);
  *
  * Profiles may be freed as soon as they are added: rows own their names.
- * A profile whose total is 0 gives every function a share of 0. */
+ * A profile whose total is 0 gives every function a share of 0.
+ *
+ * Totals and values are kept too, with their band over the BASE runs
+ * (lowest, highest), for the totals gate and the per-function value gate;
+ * cprof_diff_add_run divides a run's totals and values by its work. With
+ * label_key set (after init), rows are the label's values (`--by
+ * program`) instead of functions. */
 
 typedef enum cprof_diff_side { CPROF_DIFF_BASE, CPROF_DIFF_NEW } cprof_diff_side_t;
 
