@@ -13,7 +13,8 @@ DEBIAN_PACKAGES := gcc g++ make libc6-dev binutils \
 	libunwind-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler \
 	libdw-dev libelf-dev libcmocka-dev golang-go \
 	libgoogle-perftools4 google-perftools heaptrack \
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev \
+	chromium libxml2-utils netpbm
 
 PREFIX ?= /usr/local
 CC ?= cc
@@ -46,7 +47,10 @@ SHIM_OBJ := $(SHIM_SRC:preload/%.c=$(OBJ)/%.o)
 SHIM := preload/libcprof.so
 CORE_LIB := $(BUILD)/libcprof_core.a
 TOOL := tools/cprof
-TOOL_SRC := tools/cprof.c tools/run.c tools/diff.c tools/profile_read.c
+# The reading, merging and diff maths the tool's commands and the unit tests share.
+TOOL_LIB_SRC := tools/profile_read.c tools/profile_merge.c tools/profile_set.c
+TOOL_LIB_H := tools/profile_read.h tools/profile_merge.h
+TOOL_SRC := tools/cprof.c tools/run.c tools/diff.c tools/merge.c tools/flame.c $(TOOL_LIB_SRC)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -102,16 +106,16 @@ $(SHIM): $(SHIM_OBJ) $(CORE_LIB) preload/exports.map
 	$(CC) -shared -Wl,-z,defs -Wl,-z,now -Wl,--version-script=preload/exports.map \
 		-o $@ $(SHIM_OBJ) $(CORE_LIB) $(LIBS)
 
-$(TOOL): $(TOOL_SRC) tools/profile_read.h $(CORE_LIB) $(PROTO_H)
+$(TOOL): $(TOOL_SRC) $(TOOL_LIB_H) tools/cprof_command.h $(CORE_LIB) $(PROTO_H)
 	$(CC) $(BASE_CFLAGS) $(WARN) -fvisibility=default -Itools -o $@ \
 		$(TOOL_SRC) $(CORE_LIB) $(LIBS) -lm
 
 # ---- tests -------------------------------------------------------------
 
-$(BUILD)/tests/%: tests/unit/%.c $(CORE_LIB) tools/profile_read.c tools/profile_read.h
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_LIB) $(TOOL_LIB_SRC) $(TOOL_LIB_H)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(BASE_CFLAGS) $(WARN) -fvisibility=default -Itools -o $@ $< \
-		tools/profile_read.c $(CORE_LIB) $(LIBS) -lcmocka -lm
+		$(TOOL_LIB_SRC) $(CORE_LIB) $(LIBS) -lcmocka -lm
 
 # Test programs: plain builds with debug information, as users build.
 $(BUILD)/progs/%: tests/progs/%.c include/cprof.h

@@ -6,9 +6,19 @@
  *
  * Usage
  *   cprof run [-o DIR] [-p LIST] [--hz N] [...] [--] CMD ARGS   (run.c)
- *   cprof top FILE [-n N] [--cum] [-t SAMPLE_TYPE] [--raw-values]
+ *   cprof top PATH... [-n N] [--cum] [-t SAMPLE_TYPE] [--raw-values]
+ *             [-k KIND] [--by program|process]
  *   cprof diff BASE... NEW [-t SAMPLE_TYPE] [--threshold PCT] ...   (diff.c)
- *   cprof raw FILE
+ *   cprof merge -o OUT PATH... [-k KIND] [--by program|process]     (merge.c)
+ *   cprof flame PATH... [--base PATH...] -o OUT.svg [-t TYPE]      (flame.c)
+ *   cprof raw PATH... [-k KIND] [--by program|process]
+ *
+ * A PATH is a profile file or a directory: every NAME.KIND.pb.gz under it
+ * (any depth). Several paths are merged into one profile as pprof merges
+ * (profile_merge.h); -k picks the kind a directory's files must have, and
+ * is needed when the directories hold several kinds. --by program adds a
+ * "program" label to each file's samples (pprof -tagfocus can slice by
+ * it) and makes `top` list programs instead of functions.
  *   cprof help | --help | -h          (cprof COMMAND --help for one command)
  *
  * Exit status: 0 success; 2 usage error or unreadable/invalid profile, with
@@ -23,6 +33,8 @@
  *                            "inuse_space", ...) or index; default: the
  *                            profile's default_sample_type, else the last
  *   --raw-values             machine-readable rows (below)
+ *   -k KIND, --kind=KIND     the kind of profile taken from directories
+ *   --by program|process     rows by program (or process) instead of function
  *
  *   File: prof.pb.gz
  *   Type: cpu
@@ -108,12 +120,21 @@ static const command_t commands[] = {
 	{ "run", command_run,
 	  "[-o DIR] [-p cpu,heap,mutex,block] [--hz N] [SETTINGS] [--] CMD [ARGS]",
 	  "run CMD under libcprof.so; exits with CMD's status" },
-	{ "top", run_top, "FILE [-n N] [--cum] [-t SAMPLE_TYPE] [--raw-values]",
-	  "functions by flat (or cum) value, like pprof -top" },
+	{ "top", run_top,
+	  "PATH... [-n N] [--cum] [-t SAMPLE_TYPE] [--raw-values] [-k KIND] [--by program|process]",
+	  "functions (or programs) by flat (or cum) value, like pprof -top" },
 	{ "diff", command_diff,
-	  "BASE... NEW [-t TYPE] [--threshold PCT] [--min-share PCT] [--cum] [--format text|md]",
-	  "compare shares by function; exit 1 on a regression" },
-	{ "raw", run_raw, "FILE", "the decoded profile as text, like pprof -raw" },
+	  "BASE... NEW [--new PATH...] [-t TYPE] [--threshold PCT] [--max-total-growth PCT] "
+	  "[--max-growth PCT] [--per N,...] [--min-share PCT] [--cum] [-k KIND] "
+	  "[--by program] [--format text|md]",
+	  "compare runs by total and by function; exit 1 on a regression" },
+	{ "merge", command_merge, "-o OUT PATH... [-k KIND] [--by program|process]",
+	  "merge profiles into one file, as pprof merges" },
+	{ "flame", command_flame,
+	  "PATH... [--base PATH...] -o OUT.svg [-t TYPE] [-k KIND] [--title T] [--width PX]",
+	  "an SVG flame graph; with --base, a differential one" },
+	{ "raw", run_raw, "PATH... [-k KIND] [--by program|process]",
+	  "the decoded profile as text, like pprof -raw" },
 	{ "help", run_help, "", "this list" },
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
@@ -155,17 +176,43 @@ int command_option_error(const command_t *command, int code, char **argv)
 		    command->name, command->arguments);
 }
 
-/* Exactly one FILE left after the options. */
-static int one_file(const command_t *command, int argc, char **argv, const char **file)
+/* At least one PATH left after the options. */
+static int some_paths(const command_t *command, int argc)
 {
 	if (optind >= argc)
-		return command_fail("%s: missing FILE; usage: cprof %s %s", command->name,
+		return command_fail("%s: missing PATH; usage: cprof %s %s", command->name,
 			    command->name, command->arguments);
-	if (argc - optind > 1)
-		return command_fail("%s: one FILE expected, got %d; usage: cprof %s %s", command->name,
-			    argc - optind, command->name, command->arguments);
-	*file = argv[optind];
 	return EXIT_OK;
+}
+
+bool command_parse_by(const char *text, cprof_by_t *by)
+{
+	if (strcmp(text, "program") == 0)
+		*by = CPROF_BY_PROGRAM;
+	else if (strcmp(text, "process") == 0)
+		*by = CPROF_BY_PROCESS;
+	else
+		return false;
+	return true;
+}
+
+int command_load(const cprof_paths_t *paths, char *const *list, size_t count, cprof_by_t by,
+		 Perftools__Profiles__Profile **profile, size_t *files)
+{
+	char err[1024];
+	if (cprof_paths_load(paths, list, count, by, profile, files, err, sizeof err) != 0)
+		return command_fail("%s", err);
+	return EXIT_OK;
+}
+
+void command_print_paths(FILE *stream, char *const *list, size_t count, size_t files)
+{
+	for (size_t i = 0; i < count; i++) {
+		fputs(i ? " " : "", stream);
+		cprof_print_escaped(stream, list[i]);
+	}
+	if (files != count)
+		fprintf(stream, " (%zu files)", files);
 }
 
 int command_finish_output(void)
@@ -213,9 +260,13 @@ static int run_top(int argc, char **argv)
 		{ "cum", no_argument, NULL, 'c' },
 		{ "sample-type", required_argument, NULL, 't' },
 		{ "raw-values", no_argument, NULL, 'r' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "by", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	cprof_paths_t paths = { 0 };
+	cprof_by_t by = CPROF_BY_NONE;
 	size_t rows_wanted = TOP_DEFAULT_ROWS;
 	bool rows_given = false, by_cum = false, raw_values = false;
 	const char *sample_type_name = NULL;
@@ -223,8 +274,16 @@ static int run_top(int argc, char **argv)
 	optind = 0; /* GNU getopt: start over, argv[0] is the command */
 	opterr = 0;
 	int code;
-	while ((code = getopt_long(argc, argv, ":n:t:h", options, NULL)) != -1) {
+	while ((code = getopt_long(argc, argv, ":n:t:k:h", options, NULL)) != -1) {
 		switch (code) {
+		case 'k':
+			paths.kind = optarg;
+			break;
+		case 'b':
+			if (!command_parse_by(optarg, &by))
+				return command_fail("top: --by wants program or process, not \"%s\"",
+						    optarg);
+			break;
 		case 'n': {
 			char *end;
 			errno = 0;
@@ -253,17 +312,23 @@ static int run_top(int argc, char **argv)
 			return command_option_error(command, code, argv);
 		}
 	}
-	const char *file;
-	int status = one_file(command, argc, argv, &file);
+	int status = some_paths(command, argc);
 	if (status != EXIT_OK)
 		return status;
 	if (raw_values && !rows_given)
 		rows_wanted = 0;
 
-	char err[512];
-	Perftools__Profiles__Profile *profile;
-	if (cprof_profile_read(file, &profile, err, sizeof err) != 0)
+	char err[1024];
+	char *const *list = argv + optind;
+	size_t list_count = (size_t)(argc - optind);
+	if (cprof_paths_choose_kind(&paths, list, list_count, err, sizeof err) != 0)
 		return command_fail("%s", err);
+	Perftools__Profiles__Profile *profile;
+	size_t files;
+	status = command_load(&paths, list, list_count, by, &profile, &files);
+	if (status != EXIT_OK)
+		return status;
+	const char *file = list[0];
 
 	int sample_type = cprof_profile_select_sample_type(profile, sample_type_name);
 	if (sample_type < 0) {
@@ -274,7 +339,11 @@ static int run_top(int argc, char **argv)
 
 	cprof_function_total_t *rows;
 	size_t count;
-	if (cprof_profile_function_totals(profile, sample_type, &rows, &count) != 0) {
+	int made = by != CPROF_BY_NONE
+			   ? cprof_profile_label_totals(profile, sample_type, cprof_by_key(by), &rows,
+							&count)
+			   : cprof_profile_function_totals(profile, sample_type, &rows, &count);
+	if (made != 0) {
 		cprof_profile_free(profile);
 		command_fail("%s: out of memory", file);
 		return EXIT_OUTPUT_FAILED;
@@ -297,9 +366,11 @@ static int run_top(int argc, char **argv)
 		cprof_format_value(total, unit, total_text, sizeof total_text);
 
 		fputs("File: ", stdout);
-		cprof_print_escaped(stdout, file);
+		command_print_paths(stdout, list, list_count, files);
 		fputs("\nType: ", stdout);
 		cprof_print_escaped(stdout, cprof_profile_string(profile, type->type));
+		if (by != CPROF_BY_NONE)
+			printf(", by %s", cprof_by_key(by));
 		printf("\nTotal: %s\n", total_text);
 		printf("%10s %6s %6s %10s %6s\n", "flat", "flat%", "sum%", "cum", "cum%");
 		int64_t running = 0;
@@ -439,31 +510,50 @@ static int run_raw(int argc, char **argv)
 {
 	const command_t *command = command_find("raw");
 	static const struct option options[] = {
+		{ "kind", required_argument, NULL, 'k' },
+		{ "by", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	cprof_paths_t paths = { 0 };
+	cprof_by_t by = CPROF_BY_NONE;
 	optind = 0;
 	opterr = 0;
 	int code;
-	while ((code = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+	while ((code = getopt_long(argc, argv, ":k:h", options, NULL)) != -1) {
 		if (code == 'h') {
 			command_print_usage(stdout, command);
 			return command_finish_output();
 		}
+		if (code == 'k') {
+			paths.kind = optarg;
+			continue;
+		}
+		if (code == 'b') {
+			if (!command_parse_by(optarg, &by))
+				return command_fail("raw: --by wants program or process, not \"%s\"",
+						    optarg);
+			continue;
+		}
 		return command_option_error(command, code, argv);
 	}
-	const char *file;
-	int status = one_file(command, argc, argv, &file);
+	int status = some_paths(command, argc);
 	if (status != EXIT_OK)
 		return status;
 
-	char err[512];
-	Perftools__Profiles__Profile *profile;
-	if (cprof_profile_read(file, &profile, err, sizeof err) != 0)
+	char err[1024];
+	char *const *list = argv + optind;
+	size_t list_count = (size_t)(argc - optind);
+	if (cprof_paths_choose_kind(&paths, list, list_count, err, sizeof err) != 0)
 		return command_fail("%s", err);
+	Perftools__Profiles__Profile *profile;
+	size_t files;
+	status = command_load(&paths, list, list_count, by, &profile, &files);
+	if (status != EXIT_OK)
+		return status;
 
 	fputs("File: ", stdout);
-	cprof_print_escaped(stdout, file);
+	command_print_paths(stdout, list, list_count, files);
 	fputs("\nSample types:", stdout);
 	for (size_t i = 0; i < profile->n_sample_type; i++) {
 		fputc(' ', stdout);
@@ -540,8 +630,10 @@ static void print_usage(FILE *stream)
 		fprintf(stream, "  cprof %s%s%s\n      %s\n", commands[i].name,
 			commands[i].arguments[0] ? " " : "", commands[i].arguments,
 			commands[i].summary);
-	fputs("\nFILE, BASE and NEW are pprof profile.proto files, gzipped or not, as\n"
-	      "libcprof.so writes. `cprof COMMAND --help` shows every option of one command.\n"
+	fputs("\nPATH, BASE and NEW are pprof profile.proto files, gzipped or not, as\n"
+	      "libcprof.so writes, or directories: every NAME.KIND.pb.gz under them, merged\n"
+	      "(-k KIND when they hold several kinds). `cprof COMMAND --help` shows every\n"
+	      "option of one command.\n"
 	      "Exit status: 0 success; 2 usage error or unreadable profile; 1 output error,\n"
 	      "or (diff) a regression; run exits with CMD's status.\n",
 	      stream);

@@ -1,20 +1,21 @@
 /* cprof_command.h — what the cprof subcommands share: the command table
  * entry, exit codes and the one-line error helpers (tools/cprof.c). Each
  * subcommand lives in its own file: top and raw in cprof.c, run in run.c,
- * diff in diff.c. A subcommand gets argv with argv[0] its own name and
+ * diff in diff.c, merge in merge.c, flame in flame.c. A subcommand gets argv with argv[0] its own name and
  * returns the process's exit status.
  */
 #ifndef CPROF_COMMAND_H
 #define CPROF_COMMAND_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
-#include "profile_read.h"
+#include "profile_merge.h"
 
 enum {
 	EXIT_OK = 0,
 	EXIT_OUTPUT_FAILED = 1, /* writing stdout failed */
-	EXIT_REGRESSION = 1,    /* diff: a share grew beyond the threshold */
+	EXIT_REGRESSION = 1,    /* diff: a gate failed (total, share or value) */
 	EXIT_USAGE = 2,         /* also unreadable or invalid profiles */
 };
 
@@ -27,6 +28,8 @@ typedef struct command {
 
 int command_run(int argc, char **argv);  /* run.c */
 int command_diff(int argc, char **argv); /* diff.c */
+int command_merge(int argc, char **argv); /* merge.c */
+int command_flame(int argc, char **argv); /* flame.c */
 
 const command_t *command_find(const char *name);
 
@@ -46,5 +49,16 @@ int command_finish_output(void);
 int command_sample_type_error(const char *file,
 			      const Perftools__Profiles__Profile *profile,
 			      const char *wanted);
+
+/* "program" or "process" for --by; false otherwise. */
+bool command_parse_by(const char *text, cprof_by_t *by);
+
+/* Loads the paths as one profile (profile_merge.h), or prints the one line
+ * and returns EXIT_USAGE. */
+int command_load(const cprof_paths_t *paths, char *const *list, size_t count, cprof_by_t by,
+		 Perftools__Profiles__Profile **profile, size_t *files);
+
+/* Prints the paths of one side for a header: "a.pb", "prof/ (12 files)". */
+void command_print_paths(FILE *stream, char *const *list, size_t count, size_t files);
 
 #endif

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -1196,6 +1197,57 @@ done:
 	return result;
 }
 
+int cprof_profile_label_totals(const profile_t *profile, int sample_type, const char *label_key,
+			       cprof_function_total_t **rows_out, size_t *count_out)
+{
+	*rows_out = NULL;
+	*count_out = 0;
+	if (sample_type < 0 || (size_t)sample_type >= profile->n_sample_type)
+		return -1;
+	size_t table_size = 16;
+	while (table_size < 2 * (profile->n_string_table + 1))
+		table_size *= 2;
+	totals_builder_t builder = { 0 };
+	builder.rows = calloc(profile->n_string_table + 1, sizeof *builder.rows);
+	builder.names.slots = calloc(table_size, sizeof *builder.names.slots);
+	builder.names.mask = table_size - 1;
+	char none[128];
+	snprintf(none, sizeof none, "(no %s)", label_key);
+	int result = -1;
+	if (!builder.rows || !builder.names.slots)
+		goto done;
+	for (size_t i = 0; i < profile->n_sample; i++) {
+		const Perftools__Profiles__Sample *sample = profile->sample[i];
+		const char *value = none;
+		for (size_t j = 0; j < sample->n_label; j++)
+			if (sample->label[j]->str != 0 &&
+			    strcmp(profile->string_table[sample->label[j]->key], label_key) == 0)
+				value = profile->string_table[sample->label[j]->str];
+		size_t row = row_for_name(&builder, value);
+		if (row == SIZE_MAX)
+			goto done;
+		int64_t v = sample->value[sample_type];
+		builder.rows[row].flat = cprof_add_saturating(builder.rows[row].flat, v);
+		builder.rows[row].cum = cprof_add_saturating(builder.rows[row].cum, v);
+	}
+	size_t kept = 0;
+	for (size_t i = 0; i < builder.count; i++) {
+		if (builder.rows[i].flat == 0)
+			free(builder.rows[i].name);
+		else
+			builder.rows[kept++] = builder.rows[i];
+	}
+	*rows_out = builder.rows;
+	*count_out = kept;
+	builder.rows = NULL;
+	result = 0;
+done:
+	if (builder.rows)
+		cprof_function_totals_free(builder.rows, builder.count);
+	free(builder.names.slots);
+	return result;
+}
+
 static uint64_t magnitude_of(int64_t value)
 {
 	return value >= 0 ? (uint64_t)value : (uint64_t)0 - (uint64_t)value;
@@ -1298,11 +1350,21 @@ static cprof_diff_row_t *diff_row(cprof_diff_t *diff, const char *name)
 int cprof_diff_add(cprof_diff_t *diff, const profile_t *profile, int sample_type,
 		   cprof_diff_side_t side)
 {
-	if (diff->finished || (side == CPROF_DIFF_NEW && diff->new_count > 0))
+	return cprof_diff_add_run(diff, profile, sample_type, side, 1.0);
+}
+
+int cprof_diff_add_run(cprof_diff_t *diff, const profile_t *profile, int sample_type,
+		       cprof_diff_side_t side, double work)
+{
+	if (diff->finished || (side == CPROF_DIFF_NEW && diff->new_count > 0) || !(work > 0))
 		return -1;
 	cprof_function_total_t *totals;
 	size_t count;
-	if (cprof_profile_function_totals(profile, sample_type, &totals, &count) != 0)
+	int made = diff->label_key
+			   ? cprof_profile_label_totals(profile, sample_type, diff->label_key,
+							&totals, &count)
+			   : cprof_profile_function_totals(profile, sample_type, &totals, &count);
+	if (made != 0)
 		return -1;
 	int64_t total = cprof_profile_total(profile, sample_type);
 	int result = 0;
@@ -1314,9 +1376,10 @@ int cprof_diff_add(cprof_diff_t *diff, const profile_t *profile, int sample_type
 		}
 		int64_t value = diff->by_cum ? totals[i].cum : totals[i].flat;
 		double share = total != 0 ? 100.0 * (double)value / (double)total : 0.0;
+		double per_work = (double)value / work;
 		if (side == CPROF_DIFF_NEW) {
 			row->new_share = share;
-			row->new_value = value;
+			row->new_value = per_work;
 			continue;
 		}
 		/* Sums until finished; low and high over the runs it is in. */
@@ -1324,18 +1387,27 @@ int cprof_diff_add(cprof_diff_t *diff, const profile_t *profile, int sample_type
 			row->base_low = share;
 		if (row->base_seen == 0 || share > row->base_high)
 			row->base_high = share;
+		if (row->base_seen == 0 || per_work < row->base_value_low)
+			row->base_value_low = per_work;
+		if (row->base_seen == 0 || per_work > row->base_value_high)
+			row->base_value_high = per_work;
 		row->base_share += share;
-		row->base_value += (double)value;
+		row->base_value += per_work;
 		row->base_seen++;
 	}
 	cprof_function_totals_free(totals, count);
 	if (result != 0)
 		return -1;
+	double total_per_work = (double)total / work;
 	if (side == CPROF_DIFF_NEW) {
-		diff->new_total = total;
+		diff->new_total = total_per_work;
 		diff->new_count = 1;
 	} else {
-		diff->base_total += (double)total;
+		if (diff->base_count == 0 || total_per_work < diff->base_total_low)
+			diff->base_total_low = total_per_work;
+		if (diff->base_count == 0 || total_per_work > diff->base_total_high)
+			diff->base_total_high = total_per_work;
+		diff->base_total += total_per_work;
 		diff->base_count++;
 	}
 	return 0;
@@ -1374,6 +1446,10 @@ void cprof_diff_finish(cprof_diff_t *diff)
 					row->base_low = 0;
 				if (row->base_high < 0)
 					row->base_high = 0;
+				if (row->base_value_low > 0)
+					row->base_value_low = 0;
+				if (row->base_value_high < 0)
+					row->base_value_high = 0;
 			}
 		}
 	}
@@ -1389,7 +1465,9 @@ void cprof_diff_release(cprof_diff_t *diff)
 		free(diff->rows[i].name);
 	free(diff->rows);
 	free(diff->slots);
+	const char *label_key = diff->label_key;
 	cprof_diff_init(diff, diff->by_cum);
+	diff->label_key = label_key;
 }
 
 double cprof_diff_growth(const cprof_diff_row_t *row)
@@ -1407,4 +1485,23 @@ bool cprof_diff_row_regressed(const cprof_diff_row_t *row, double threshold,
 {
 	return cprof_diff_row_counts(row, min_share) &&
 	       cprof_diff_growth(row) > threshold + 1e-9;
+}
+
+double cprof_diff_percent_growth(double now, double before)
+{
+	if (before == 0)
+		return now == 0 ? 0.0 : (now > 0 ? INFINITY : -INFINITY);
+	return 100.0 * (now - before) / absolute(before);
+}
+
+bool cprof_diff_total_regressed(const cprof_diff_t *diff, double percent)
+{
+	return diff->base_count > 0 && diff->new_count > 0 &&
+	       cprof_diff_percent_growth(diff->new_total, diff->base_total_high) > percent + 1e-9;
+}
+
+bool cprof_diff_value_regressed(const cprof_diff_row_t *row, double percent, double min_share)
+{
+	return cprof_diff_row_counts(row, min_share) &&
+	       cprof_diff_percent_growth(row->new_value, row->base_value_high) > percent + 1e-9;
 }

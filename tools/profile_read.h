@@ -171,6 +171,15 @@ typedef enum cprof_sort_order {
 
 void cprof_function_totals_sort(cprof_function_total_t *rows, size_t count,
 				cprof_sort_order_t order);
+
+/* The same rows by the value of a string label instead of by function
+ * (`--by program`: key "program"): flat and cum are both the sum of the
+ * values of the samples carrying label_key=value; samples without the
+ * label count under "(no <key>)". Returns 0, or -1 when out of memory or
+ * the index is out of range. */
+int cprof_profile_label_totals(const Perftools__Profiles__Profile *profile,
+			       int sample_type, const char *label_key,
+			       cprof_function_total_t **rows, size_t *count);
 void cprof_function_totals_free(cprof_function_total_t *rows, size_t count);
 
 /* ---- comparing profiles (diff) --------------------------------------- */
@@ -191,7 +200,13 @@ void cprof_function_totals_free(cprof_function_total_t *rows, size_t count);
  *   cprof_diff_release(&diff);
  *
  * Profiles may be freed as soon as they are added: rows own their names.
- * A profile whose total is 0 gives every function a share of 0. */
+ * A profile whose total is 0 gives every function a share of 0.
+ *
+ * Totals and values are kept too, with their band over the BASE runs
+ * (lowest, highest), for the totals gate and the per-function value gate;
+ * cprof_diff_add_run divides a run's totals and values by its work. With
+ * label_key set (after init), rows are the label's values (`--by
+ * program`) instead of functions. */
 
 typedef enum cprof_diff_side { CPROF_DIFF_BASE, CPROF_DIFF_NEW } cprof_diff_side_t;
 
@@ -201,8 +216,10 @@ typedef struct cprof_diff_row {
 	double base_low;    /* lowest share in a BASE profile (0 where absent) */
 	double base_high;   /* highest share in a BASE profile */
 	double new_share;   /* percent of NEW's total */
-	double base_value;  /* mean value over the BASE profiles, in the sample type's unit */
-	int64_t new_value;
+	double base_value;  /* mean value over the BASE profiles, in the sample
+			     * type's unit (per unit of work when runs have one) */
+	double base_value_low, base_value_high; /* over the BASE runs, 0 where absent */
+	double new_value;
 	size_t base_seen;   /* BASE profiles in which the function has a value */
 } cprof_diff_row_t;
 
@@ -211,8 +228,10 @@ typedef struct cprof_diff {
 	bool finished;
 	size_t base_count;    /* BASE profiles added */
 	size_t new_count;     /* 0 or 1 */
+	const char *label_key; /* rows by this label's values, not by function */
 	double base_total;    /* mean total of the BASE profiles (sum until finished) */
-	int64_t new_total;
+	double base_total_low, base_total_high; /* lowest and highest BASE total */
+	double new_total;
 	cprof_diff_row_t *rows;
 	size_t count, capacity;
 	size_t *slots;        /* name -> row + 1, open addressing */
@@ -227,6 +246,12 @@ void cprof_diff_init(cprof_diff_t *diff, bool by_cum);
  * the diff is finished. */
 int cprof_diff_add(cprof_diff_t *diff, const Perftools__Profiles__Profile *profile,
 		   int sample_type, cprof_diff_side_t side);
+
+/* The same for a run that did `work` units of work (iterations, requests:
+ * `--per`): its values and total are divided by it before they are
+ * compared (shares do not change). work must be > 0; 1 is plain add. */
+int cprof_diff_add_run(cprof_diff_t *diff, const Perftools__Profiles__Profile *profile,
+		       int sample_type, cprof_diff_side_t side, double work);
 
 /* Takes the means and sorts the rows by |new_share - base_share|
  * descending, then by name. Call once, after the last add. */
@@ -247,5 +272,19 @@ bool cprof_diff_row_counts(const cprof_diff_row_t *row, double min_share);
  * exceeds `threshold` points (with 1e-9 of slack for rounding). */
 bool cprof_diff_row_regressed(const cprof_diff_row_t *row, double threshold,
 			      double min_share);
+
+/* Growth in percent of `now` over `before` (the top of the BASE band):
+ * 100 * (now - before) / before; INFINITY when before is 0 and now is
+ * not, 0 when both are. */
+double cprof_diff_percent_growth(double now, double before);
+
+/* The totals gate: NEW's total grew more than `percent` above the
+ * highest BASE total (with 1e-9 of slack). */
+bool cprof_diff_total_regressed(const cprof_diff_t *diff, double percent);
+
+/* The per-function value gate (`--max-growth`): the row counts and its
+ * NEW value grew more than `percent` above its highest BASE value. */
+bool cprof_diff_value_regressed(const cprof_diff_row_t *row, double percent,
+				double min_share);
 
 #endif

@@ -184,8 +184,16 @@ test_cli_diff_thresholds() {
 	local rc
 	rc=$(diff_status base.pb longer.pb)
 	cat diff.out
-	[ "$rc" -eq 0 ] || fail "same mix, twice as long: exit $rc" || return 1
+	# Twice as long is twice the total: the totals gate (default 5%) fails it...
+	[ "$rc" -eq 1 ] || fail "same mix, twice as long: exit $rc, want 1 (total +100%)" || return 1
 	grep -qE '^ +60\.00% +60\.00% +0 +600ns +1\.20us  hash$' diff.out || fail "hash row" || return 1
+	grep -qx 'FAIL: total grew +100.0%, more than 5%' diff.out || fail "FAIL line: $(tail -1 diff.out)" || return 1
+	# ...unless the runs say how much work they did, or the gate is off.
+	[ "$(diff_status base.pb longer.pb --per 1,2)" -eq 0 ] || fail "--per 1,2: $(tail -1 diff.out)" || return 1
+	grep -q '^Total per unit of work: base 1us, new 1us (+0.0%)$' diff.out || fail "--per total line" || return 1
+	grep -qx "PASS: no function's share grew more than 5 points; total +0.0% (limit +5%)" diff.out ||
+		fail "--per PASS line: $(tail -1 diff.out)" || return 1
+	[ "$(diff_status base.pb longer.pb --max-total-growth off)" -eq 0 ] || fail "gate off" || return 1
 	grep -q '^PASS: ' diff.out || fail "no PASS line" || return 1
 
 	rc=$(diff_status base.pb grown.pb.gz)
@@ -221,7 +229,7 @@ test_cli_diff_noise_band() {
 		fail "hash row" || return 1
 	grep -qE '^ +6\.67% +0\.00%-20\.00% +16\.00% .* gc$' diff.out || fail "gc row (absent = 0)" || return 1
 	grep -q '^Base: 3 runs: b1.pb b2.pb b3.pb$' diff.out || fail "header" || return 1
-	grep -qx 'PASS: no function'"'"'s share grew more than 5 points above its band (largest: hash +4.00)' diff.out ||
+	grep -qx 'PASS: no function'"'"'s share grew more than 5 points above its band (largest: hash +4.00); total -80.0% against the highest base run (limit +5%)' diff.out ||
 		fail "PASS line: $(tail -1 diff.out)" || return 1
 	[ "$(diff_status b1.pb b2.pb b3.pb new.pb --threshold 3)" -eq 1 ] || fail "threshold 3" || return 1
 	grep -q 'FAIL: .*hash (+4.00 points)' diff.out || fail "FAIL line: $(tail -1 diff.out)" || return 1
@@ -328,7 +336,7 @@ test_cli_bad_input_every_subcommand() {
 		"corrupt.pb.gz:corrupt gzip data"
 		"corrupt.pb:corrupt protobuf"
 		"dangling.pb:refers to location 999, which does not exist"
-		"directory.pb.gz:Is a directory"
+		"directory.pb.gz:no profiles"
 		"huge.pb.gz:too large"
 		"bomb.pb.gz:decompressed size exceeds the limit"
 	)
@@ -351,36 +359,100 @@ test_cli_bad_input_every_subcommand() {
 
 # ---- the README's worked CI example ------------------------------------------
 
-# Three BASE runs of the benchmark, then NEW: unchanged passes, the
-# version with hash_records slowed 3x fails and names it. As in the
-# README: cprof run into one directory per run, cprof diff over the globs.
+# ci_suite DIR [BENCH ARGS]: the README's test suite (three processes of
+# the benchmark) under cprof run, its profiles in DIR.
+ci_suite() {
+	local dir=$1
+	shift
+	printf '%s\n' '# ci/suite.sh: the test suite, three processes' \
+		"\"$PROGS/cli_bench\" --units 1 \"\$@\"" \
+		"\"$PROGS/cli_bench\" --units 1 \"\$@\"" \
+		"\"$PROGS/cli_bench\" --units 2 \"\$@\"" >suite.sh
+	"$CPROF" run -q -o "$dir" -p cpu --hz 1000 -- sh suite.sh "$@" >/dev/null
+}
+
+# ci_gate NEW: the README's ci/profile-gate.sh with prof/NEW as the change:
+# merged profiles and the flame graph into artifacts/NEW, the markdown
+# summary into NEW.md, diff's exit status.
+ci_gate() {
+	mkdir -p "artifacts/$1"
+	"$CPROF" merge -o "artifacts/$1/base.cpu.pb.gz" prof/base1 prof/base2 prof/base3 2>/dev/null &&
+		"$CPROF" merge -o "artifacts/$1/new.cpu.pb.gz" "prof/$1" 2>/dev/null &&
+		"$CPROF" flame "prof/$1" --base prof/base1 prof/base2 prof/base3 -o "artifacts/$1/profile.svg" ||
+		return 2
+	"$CPROF" diff --format md prof/base1 prof/base2 prof/base3 "prof/$1" >"$1.md"
+}
+
+# As in the README: three BASE runs of the suite set the noise band, one
+# run of the change is judged against them on both gates, the markdown
+# goes to the summary, the merged profiles and the flame graph are the
+# artifacts. An unchanged suite passes; hash_records slowed 3x fails on
+# its share (and the total); every stage 20% slower moves no share, and
+# only the totals gate catches it.
 test_cli_ci_example() {
-	local bench=$PROGS/cli_bench
+	local i rc
 	for i in 1 2 3; do
-		"$CPROF" run -q -o "prof/base$i" -p cpu --hz 1000 -- "$bench" --units 3 >/dev/null ||
-			fail "base run $i: exit $?" || return 1
+		ci_suite "prof/base$i" || fail "base run $i: exit $?" || return 1
 	done
-	"$CPROF" run -q -o prof/same -p cpu --hz 1000 -- "$bench" --units 3 >/dev/null || return 1
-	"$CPROF" run -q -o prof/slow -p cpu --hz 1000 -- "$bench" --units 3 --slow hash_records >/dev/null ||
-		return 1
-	"$CPROF" diff prof/base*/cli_bench.*.cpu.pb.gz prof/same/cli_bench.*.cpu.pb.gz >same.txt
-	local rc=$?
-	cat same.txt
-	[ "$rc" -eq 0 ] || fail "unchanged benchmark: exit $rc, want 0" || return 1
-	grep -q '^PASS: ' same.txt || fail "no PASS line" || return 1
-	"$CPROF" diff --format md prof/base*/cli_bench.*.cpu.pb.gz prof/slow/cli_bench.*.cpu.pb.gz >slow.md
+	ci_suite prof/same || return 1
+	ci_suite prof/slow --slow hash_records || return 1
+	ci_suite prof/uniform --slower 20 || return 1
+	[ "$(ls prof/base1/*.cpu.pb.gz | wc -l)" -eq 3 ] || fail "want 3 profiles per run: $(ls prof/base1)" || return 1
+
+	ci_gate same
+	rc=$?
+	cat same.md
+	[ "$rc" -eq 0 ] || fail "unchanged suite: exit $rc, want 0" || return 1
+	grep -q '^\*\*PASS\*\*: ' same.md || fail "no PASS line" || return 1
+	grep -q '^Base: 3 runs: `prof/base1` (3 files), `prof/base2` (3 files), `prof/base3` (3 files)  $' same.md ||
+		fail "Base line" || return 1
+
+	ci_gate slow
 	rc=$?
 	cat slow.md
 	[ "$rc" -eq 1 ] || fail "slowed hash_records: exit $rc, want 1" || return 1
-	grep -q '^\*\*FAIL\*\*: 1 function'"'"'s share grew more than 5 points above the band: `hash_records`' slow.md ||
-		fail "FAIL line does not name hash_records only" || return 1
-	# The figures: 30% of the work before; 90/160 = 56.25% after.
-	local base new
+	grep -q "^\*\*FAIL\*\*: total grew .*; 1 function's share grew more than 5 points above the band: \`hash_records\`" slow.md ||
+		fail "FAIL line does not name the total and hash_records only" || return 1
+	# The figures: 30% of the work before; 90/160 = 56.25% after; total 160/100.
+	local base new total
 	base=$(awk -F'|' '$2 ~ /hash_records/ { sub(/%.*/, "", $3); print $3 + 0 }' slow.md)
 	new=$(awk -F'|' '$2 ~ /hash_records/ { sub(/%.*/, "", $4); print $4 + 0 }' slow.md)
-	echo "hash_records: base $base%, new $new%"
+	total=$(awk -F'|' '$2 ~ /total/ { sub(/%.*/, "", $5); print $5 + 0 }' slow.md)
+	echo "hash_records: base $base%, new $new%; total $total%"
 	near "$base" 30 3 || fail "base share $base, want 30 +- 3" || return 1
 	near "$new" 56.25 4 || fail "new share $new, want 56.25 +- 4" || return 1
+	near "$total" 60 10 || fail "total +$total%, want +60 +- 10" || return 1
+
+	ci_gate uniform
+	rc=$?
+	cat uniform.md
+	[ "$rc" -eq 1 ] || fail "uniformly slower: exit $rc, want 1" || return 1
+	grep -q '^\*\*FAIL\*\*: total grew +[0-9.]*% above the highest base run, more than 5%$' uniform.md ||
+		fail "FAIL line: $(tail -1 uniform.md)" || return 1
+	total=$(awk -F'|' '$2 ~ /total/ { sub(/%.*/, "", $5); print $5 + 0 }' uniform.md)
+	echo "uniform: total $total%"
+	near "$total" 20 6 || fail "total +$total%, want +20 +- 6" || return 1
+	"$CPROF" diff --max-total-growth off prof/base1 prof/base2 prof/base3 prof/uniform >shares-only.txt
+	rc=$?
+	tail -1 shares-only.txt
+	[ "$rc" -eq 0 ] || fail "the share gate alone caught the uniform slowdown: exit $rc" || return 1
+
+	# The artifacts: merged profiles pprof reads with the same totals, and
+	# flame graphs that are well-formed, hash_records red when it was slowed.
+	local side sum f
+	for side in same slow uniform; do
+		sum=0
+		for f in prof/$side/*.cpu.pb.gz; do sum=$((sum + $(cprof_total "$f"))); done
+		[ "$(cprof_total "artifacts/$side/new.cpu.pb.gz")" -eq "$sum" ] || fail "$side: merged total" || return 1
+		[ "$(pprof_total_ns "artifacts/$side/new.cpu.pb.gz")" = "$sum" ] ||
+			fail "$side: pprof total $(pprof_total_ns "artifacts/$side/new.cpu.pb.gz") != $sum" || return 1
+		xmllint --noout "artifacts/$side/profile.svg" || fail "$side: SVG not well-formed" || return 1
+	done
+	sum=0
+	for f in prof/base*/*.cpu.pb.gz; do sum=$((sum + $(cprof_total "$f"))); done
+	[ "$(pprof_total_ns artifacts/slow/base.cpu.pb.gz)" = "$sum" ] || fail "base merge: pprof total" || return 1
+	grep -q '<title>hash_records (new [^;]*; base [^;]*; +[1-9][0-9][0-9]\.[0-9]%)</title><rect [^>]*fill="rgb(220,30,30)"' \
+		artifacts/slow/profile.svg || fail "slow: hash_records is not full red (+100% or more)" || return 1
 }
 
 # ---- the demo ------------------------------------------------------------------

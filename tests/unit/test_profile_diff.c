@@ -387,6 +387,101 @@ static void test_many_functions(void **state)
 	cprof_diff_release(&diff);
 }
 
+static void add_run(cprof_diff_t *diff, const stack_value_t *stacks, size_t count,
+		    cprof_diff_side_t side, double work)
+{
+	profile_t *profile = build_profile(stacks, count);
+	assert_int_equal(cprof_diff_add_run(diff, profile, 0, side, work), 0);
+	cprof_profile_free(profile);
+}
+
+#define ADD_RUN(diff, side, work, ...) \
+	add_run(diff, STACKS(__VA_ARGS__), COUNT(__VA_ARGS__), side, work)
+
+/* Every function 10% slower: no share moves, the total does. The totals
+ * gate compares NEW with the top of the BASE totals' band. */
+static void test_totals_gate(void **state)
+{
+	(void)state;
+	cprof_diff_t diff;
+	cprof_diff_init(&diff, false);
+	ADD(&diff, CPROF_DIFF_BASE, { { "parse" }, 400 }, { { "hash" }, 600 });
+	ADD(&diff, CPROF_DIFF_BASE, { { "parse" }, 416 }, { { "hash" }, 624 });
+	ADD(&diff, CPROF_DIFF_NEW, { { "parse" }, 440 }, { { "hash" }, 660 });
+	cprof_diff_finish(&diff);
+	assert_near(diff.base_total, 1020);
+	assert_near(diff.base_total_low, 1000);
+	assert_near(diff.base_total_high, 1040);
+	assert_near(diff.new_total, 1100);
+	for (size_t i = 0; i < diff.count; i++)
+		assert_false(cprof_diff_row_regressed(&diff.rows[i], 0.5, 1.0));
+	/* 1100 / 1040 - 1 = 5.77%. */
+	assert_near(cprof_diff_percent_growth(diff.new_total, diff.base_total_high),
+		    100.0 * 60 / 1040);
+	assert_true(cprof_diff_total_regressed(&diff, 5.0));
+	assert_false(cprof_diff_total_regressed(&diff, 5.8));
+	cprof_diff_release(&diff);
+	assert_near(cprof_diff_percent_growth(0, 0), 0);
+	assert_true(isinf(cprof_diff_percent_growth(5, 0)));
+}
+
+/* Runs of different length, divided by their work, compare: values and
+ * totals per unit, shares unchanged; the value band is per unit too. */
+static void test_per_unit_of_work(void **state)
+{
+	(void)state;
+	cprof_diff_t diff;
+	cprof_diff_init(&diff, false);
+	ADD_RUN(&diff, CPROF_DIFF_BASE, 100, { { "parse" }, 300 }, { { "hash" }, 700 });
+	ADD_RUN(&diff, CPROF_DIFF_BASE, 200, { { "parse" }, 640 }, { { "hash" }, 1360 });
+	ADD_RUN(&diff, CPROF_DIFF_NEW, 50, { { "parse" }, 195 }, { { "hash" }, 345 });
+	cprof_diff_finish(&diff);
+	assert_near(diff.base_total_low, 10);
+	assert_near(diff.base_total_high, 10);
+	assert_near(diff.new_total, 10.8);
+	assert_true(cprof_diff_total_regressed(&diff, 5.0));
+	assert_false(cprof_diff_total_regressed(&diff, 10.0));
+	const cprof_diff_row_t *parse = row_named(&diff, "parse");
+	assert_near(parse->base_value_low, 3.0);
+	assert_near(parse->base_value_high, 3.2);
+	assert_near(parse->base_value, 3.1);
+	assert_near(parse->new_value, 3.9);
+	assert_near(parse->new_share, 100.0 * 195 / 540);
+	/* 3.9 / 3.2 - 1 = 21.875% */
+	assert_true(cprof_diff_value_regressed(parse, 21.8, 1.0));
+	assert_false(cprof_diff_value_regressed(parse, 21.9, 1.0));
+	assert_false(cprof_diff_value_regressed(row_named(&diff, "hash"), 0.0, 1.0));
+	cprof_diff_release(&diff);
+	/* Work must be positive. */
+	cprof_diff_init(&diff, false);
+	profile_t *profile = build_profile(STACKS({ { "a" }, 1 }), 1);
+	assert_int_equal(cprof_diff_add_run(&diff, profile, 0, CPROF_DIFF_BASE, 0), -1);
+	assert_int_equal(cprof_diff_add_run(&diff, profile, 0, CPROF_DIFF_BASE, -1), -1);
+	cprof_profile_free(profile);
+	cprof_diff_release(&diff);
+}
+
+/* A function absent from a BASE run has value 0 there: its band starts
+ * at 0, and a function new in NEW has infinite growth. */
+static void test_value_band_absent(void **state)
+{
+	(void)state;
+	cprof_diff_t diff;
+	cprof_diff_init(&diff, false);
+	ADD(&diff, CPROF_DIFF_BASE, { { "a" }, 100 }, { { "gc" }, 50 });
+	ADD(&diff, CPROF_DIFF_BASE, { { "a" }, 100 });
+	ADD(&diff, CPROF_DIFF_NEW, { { "a" }, 100 }, { { "gc" }, 40 }, { { "fresh" }, 10 });
+	cprof_diff_finish(&diff);
+	const cprof_diff_row_t *gc = row_named(&diff, "gc");
+	assert_near(gc->base_value_low, 0);
+	assert_near(gc->base_value_high, 50);
+	assert_false(cprof_diff_value_regressed(gc, 0.0, 1.0));
+	const cprof_diff_row_t *fresh = row_named(&diff, "fresh");
+	assert_true(isinf(cprof_diff_percent_growth(fresh->new_value, fresh->base_value_high)));
+	assert_true(cprof_diff_value_regressed(fresh, 1000.0, 1.0));
+	cprof_diff_release(&diff);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -399,6 +494,9 @@ int main(void)
 		cmocka_unit_test(test_empty_totals),
 		cmocka_unit_test(test_refuses_misuse),
 		cmocka_unit_test(test_many_functions),
+		cmocka_unit_test(test_totals_gate),
+		cmocka_unit_test(test_per_unit_of_work),
+		cmocka_unit_test(test_value_band_absent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
