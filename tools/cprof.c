@@ -121,17 +121,19 @@ static const command_t commands[] = {
 	  "[-o DIR] [-p cpu,heap,mutex,block] [--hz N] [SETTINGS] [--] CMD [ARGS]",
 	  "run CMD under libcprof.so; exits with CMD's status" },
 	{ "top", run_top,
-	  "PATH... [-n N] [--cum] [-t SAMPLE_TYPE] [--raw-values] [-k KIND] [--by program|process]",
+	  "PATH... [-n N] [--cum] [-t SAMPLE_TYPE] [--raw-values] [-k KIND] [--by program|process] "
+	  "[--tag KEY=VALUE]...",
 	  "functions (or programs) by flat (or cum) value, like pprof -top" },
 	{ "diff", command_diff,
 	  "BASE... NEW [--new PATH...] [-t TYPE] [--threshold PCT] [--max-total-growth PCT] "
 	  "[--max-growth PCT] [--per N,...] [--min-share PCT] [--cum] [-k KIND] "
-	  "[--by program] [--format text|md]",
+	  "[--by program] [--tag KEY=VALUE]... [--format text|md]",
 	  "compare runs by total and by function; exit 1 on a regression" },
 	{ "merge", command_merge, "-o OUT PATH... [-k KIND] [--by program|process]",
 	  "merge profiles into one file, as pprof merges" },
 	{ "flame", command_flame,
-	  "PATH... [--base PATH...] -o OUT.svg [-t TYPE] [-k KIND] [--title T] [--width PX]",
+	  "PATH... [--base PATH...] -o OUT.svg [-t TYPE] [-k KIND] [--title T] [--width PX] "
+	  "[--tag KEY=VALUE]...",
 	  "an SVG flame graph; with --base, a differential one" },
 	{ "raw", run_raw, "PATH... [-k KIND] [--by program|process]",
 	  "the decoded profile as text, like pprof -raw" },
@@ -196,12 +198,102 @@ bool command_parse_by(const char *text, cprof_by_t *by)
 	return true;
 }
 
+/* ---- --tag KEY=VALUE ----------------------------------------------------- */
+
+#define TAGS_MAX 16
+static struct {
+	char *key, *value;
+} tags[TAGS_MAX];
+static size_t tag_count;
+
+bool command_add_tag(const char *command_name, const char *text)
+{
+	const char *eq = strchr(text, '=');
+	if (!eq || eq == text) {
+		command_fail("%s: --tag wants KEY=VALUE, not \"%s\"", command_name, text);
+		return false;
+	}
+	if (tag_count == TAGS_MAX) {
+		command_fail("%s: at most %d --tag filters", command_name, TAGS_MAX);
+		return false;
+	}
+	tags[tag_count].key = strndup(text, (size_t)(eq - text));
+	tags[tag_count].value = strdup(eq + 1);
+	if (!tags[tag_count].key || !tags[tag_count].value) {
+		command_fail("%s: out of memory", command_name);
+		return false;
+	}
+	tag_count++;
+	return true;
+}
+
+void command_print_tags(FILE *stream)
+{
+	for (size_t t = 0; t < tag_count; t++) {
+		fputs(t ? " " : ", only ", stream);
+		cprof_print_escaped(stream, tags[t].key);
+		fputc('=', stream);
+		cprof_print_escaped(stream, tags[t].value);
+	}
+}
+
+/* Whether the sample carries the string label key=value. */
+static bool sample_has_tag(const Perftools__Profiles__Profile *profile,
+			   const Perftools__Profiles__Sample *sample, const char *key,
+			   const char *value)
+{
+	for (size_t i = 0; i < sample->n_label; i++) {
+		const Perftools__Profiles__Label *label = sample->label[i];
+		if (label->str != 0 &&
+		    strcmp(cprof_profile_string(profile, label->key), key) == 0 &&
+		    strcmp(cprof_profile_string(profile, label->str), value) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Zeroes the values of the samples that lack a --tag label; the number of
+ * samples kept. */
+static size_t apply_tags(Perftools__Profiles__Profile *profile)
+{
+	size_t kept = 0;
+	for (size_t s = 0; s < profile->n_sample; s++) {
+		Perftools__Profiles__Sample *sample = profile->sample[s];
+		bool keep = true;
+		for (size_t t = 0; t < tag_count && keep; t++)
+			keep = sample_has_tag(profile, sample, tags[t].key, tags[t].value);
+		if (keep) {
+			kept++;
+			continue;
+		}
+		for (size_t v = 0; v < sample->n_value; v++)
+			sample->value[v] = 0;
+	}
+	return kept;
+}
+
 int command_load(const cprof_paths_t *paths, char *const *list, size_t count, cprof_by_t by,
 		 Perftools__Profiles__Profile **profile, size_t *files)
 {
 	char err[1024];
 	if (cprof_paths_load(paths, list, count, by, profile, files, err, sizeof err) != 0)
 		return command_fail("%s", err);
+	if (tag_count && apply_tags(*profile) == 0) {
+		fputs("cprof: ", stderr);
+		for (size_t i = 0; i < count; i++) {
+			fputs(i ? " " : "", stderr);
+			cprof_print_escaped(stderr, list[i]);
+		}
+		fputs(": no sample carries", stderr);
+		for (size_t t = 0; t < tag_count; t++) {
+			fputc(' ', stderr);
+			cprof_print_escaped(stderr, tags[t].key);
+			fputc('=', stderr);
+			cprof_print_escaped(stderr, tags[t].value);
+		}
+		fputc('\n', stderr);
+		return EXIT_USAGE;
+	}
 	return EXIT_OK;
 }
 
@@ -262,6 +354,7 @@ static int run_top(int argc, char **argv)
 		{ "raw-values", no_argument, NULL, 'r' },
 		{ "kind", required_argument, NULL, 'k' },
 		{ "by", required_argument, NULL, 'b' },
+		{ "tag", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -283,6 +376,10 @@ static int run_top(int argc, char **argv)
 			if (!command_parse_by(optarg, &by))
 				return command_fail("top: --by wants program or process, not \"%s\"",
 						    optarg);
+			break;
+		case 'T':
+			if (!command_add_tag("top", optarg))
+				return EXIT_USAGE;
 			break;
 		case 'n': {
 			char *end;
@@ -371,6 +468,7 @@ static int run_top(int argc, char **argv)
 		cprof_print_escaped(stdout, cprof_profile_string(profile, type->type));
 		if (by != CPROF_BY_NONE)
 			printf(", by %s", cprof_by_key(by));
+		command_print_tags(stdout);
 		printf("\nTotal: %s\n", total_text);
 		printf("%10s %6s %6s %10s %6s\n", "flat", "flat%", "sum%", "cum", "cum%");
 		int64_t running = 0;

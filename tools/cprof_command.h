@@ -53,8 +53,17 @@ int command_sample_type_error(const char *file,
 /* "program" or "process" for --by; false otherwise. */
 bool command_parse_by(const char *text, cprof_by_t *by);
 
+/* --tag KEY=VALUE (top, diff, flame; repeatable): only samples carrying
+ * every such string label count, as pprof's -tagfocus=KEY=VALUE with an
+ * exact value; command_load reads the values of every other sample as 0.
+ * Returns false (after one line) on an argument that is not KEY=VALUE. */
+bool command_add_tag(const char *command_name, const char *text);
+/* ", only tenant=acme op=x" after a header's type, or nothing. */
+void command_print_tags(FILE *stream);
+
 /* Loads the paths as one profile (profile_merge.h), or prints the one line
- * and returns EXIT_USAGE. */
+ * and returns EXIT_USAGE. With --tag filters, a profile where no sample
+ * carries them is an error too (a misspelt tag should not pass a gate). */
 int command_load(const cprof_paths_t *paths, char *const *list, size_t count, cprof_by_t by,
 		 Perftools__Profiles__Profile **profile, size_t *files);
 

@@ -464,6 +464,7 @@ static void print_diff(const cprof_diff_t *diff, const diff_input_t *input,
 	cprof_print_escaped(stdout, input->type_name);
 	if (diff->label_key)
 		printf(", by %s", diff->label_key);
+	command_print_tags(stdout);
 	printf(", %s value as a share of each profile's total%s", what, line_end);
 	if (band)
 		printf("Total%s: base %s (mean, %s-%s), new %s%s%s",
@@ -608,6 +609,7 @@ static void print_diff_usage(FILE *stream)
 	      "      --cum               compare cum values instead of flat\n"
 	      "  -k, --kind KIND         the kind taken from directories (cpu, heap, ...)\n"
 	      "      --by program        compare programs instead of functions\n"
+	      "      --tag KEY=VALUE     only samples with that label, on both sides (repeatable)\n"
 	      "  -n, --nodes N           rows to print (default 10, 0 = all; regressions always)\n"
 	      "      --format text|md    plain text (default) or markdown\n"
 	      "Exit status: 0 no regression, 1 a regression, 2 unusable input.\n",
@@ -628,6 +630,7 @@ int command_diff(int argc, char **argv)
 		OPTION_BY,
 		OPTION_NEW,
 		OPTION_BASE,
+		OPTION_TAG,
 	};
 	static const struct option options_table[] = {
 		{ "sample-type", required_argument, NULL, 't' },
@@ -641,6 +644,7 @@ int command_diff(int argc, char **argv)
 		{ "by", required_argument, NULL, OPTION_BY },
 		{ "new", no_argument, NULL, OPTION_NEW },
 		{ "base", no_argument, NULL, OPTION_BASE },
+		{ "tag", required_argument, NULL, OPTION_TAG },
 		{ "nodes", required_argument, NULL, 'n' },
 		{ "format", required_argument, NULL, OPTION_FORMAT },
 		{ "help", no_argument, NULL, 'h' },
@@ -687,6 +691,10 @@ int command_diff(int argc, char **argv)
 			break;
 		case OPTION_BASE:
 			to_new = false;
+			break;
+		case OPTION_TAG:
+			if (!command_add_tag("diff", optarg))
+				status = EXIT_USAGE;
 			break;
 		case 't':
 			options.sample_type = optarg;

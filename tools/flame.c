@@ -1,7 +1,7 @@
 /* flame.c — `cprof flame`: a flame graph as one self-contained SVG file.
  *
  *   cprof flame PATH... [--base PATH...] -o OUT.svg [-t TYPE] [-k KIND]
- *               [--title TEXT] [--width PX]
+ *               [--title TEXT] [--width PX] [--tag KEY=VALUE]...
  *
  * The PATHs before --base are merged into one profile (profile_merge.h),
  * as `cprof top` merges them. Each stack becomes a column of frames, the
@@ -575,6 +575,7 @@ static void print_flame_usage(FILE *stream)
 	      "  -k, --kind KIND         the kind taken from directories (cpu, heap, ...)\n"
 	      "      --title TEXT        the title line (default: what is drawn)\n"
 	      "      --width PX          the picture's width (default 1200)\n"
+	      "      --tag KEY=VALUE     only samples with that label (repeatable)\n"
 	      "Exit status: 0 written, 2 unusable input or OUT not writable.\n",
 	      stream);
 }
@@ -587,7 +588,7 @@ typedef struct path_list {
 int command_flame(int argc, char **argv)
 {
 	const command_t *command = command_find("flame");
-	enum { OPTION_BASE = 0x100, OPTION_NEW, OPTION_TITLE, OPTION_WIDTH };
+	enum { OPTION_BASE = 0x100, OPTION_NEW, OPTION_TITLE, OPTION_WIDTH, OPTION_TAG };
 	static const struct option options[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "sample-type", required_argument, NULL, 't' },
@@ -596,6 +597,7 @@ int command_flame(int argc, char **argv)
 		{ "new", no_argument, NULL, OPTION_NEW },
 		{ "title", required_argument, NULL, OPTION_TITLE },
 		{ "width", required_argument, NULL, OPTION_WIDTH },
+		{ "tag", required_argument, NULL, OPTION_TAG },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -636,6 +638,10 @@ int command_flame(int argc, char **argv)
 			break;
 		case OPTION_NEW:
 			to_base = false;
+			break;
+		case OPTION_TAG:
+			if (!command_add_tag("flame", optarg))
+				status = EXIT_USAGE;
 			break;
 		case 'o':
 			output = optarg;

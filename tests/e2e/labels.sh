@@ -35,9 +35,28 @@ test_labels_cpu_split() {
 		fail "acme share not 50% +- 5" || return 1
 	within "$op" "$((acme + globex))" 1 || fail "op=work $op, want acme+globex" || return 1
 	go tool pprof -tags "$file" 2>/dev/null | grep -q 'acme' || fail "pprof -tags: no acme" || return 1
-	# Our reader shows the same labels on the samples.
+	# Our reader shows the same labels on the samples, and cprof top --tag
+	# slices as -tagfocus does.
 	"$CPROF" raw "$file" | grep -q 'labels:.*op=work.*tenant=acme' ||
 		fail "cprof raw: no sample with op=work tenant=acme" || return 1
+	local ours_a ours_g
+	ours_a=$("$CPROF" top --raw-values -n 0 --tag tenant=acme "$file" | awk -F'\t' '{ s += $1 } END { printf "%.0f", s }')
+	ours_g=$("$CPROF" top --raw-values -n 0 --tag tenant=globex --tag op=work "$file" |
+		awk -F'\t' '{ s += $1 } END { printf "%.0f", s }')
+	echo "cprof top --tag: acme=$ours_a globex+op=work=$ours_g"
+	[ "$ours_a" = "${acme%.*}" ] || fail "cprof top --tag tenant=acme: $ours_a, pprof $acme" || return 1
+	[ "$ours_g" = "${globex%.*}" ] || fail "cprof top --tag tenant=globex: $ours_g, pprof $globex" || return 1
+	"$CPROF" top --tag tenant=acme "$file" | grep -q '^Type: cpu, only tenant=acme$' ||
+		fail "cprof top --tag: the header does not say the filter" || return 1
+	# diff --tag: the same slice on both sides passes; a tag nobody has is
+	# an error (exit 2, one line), not an empty success.
+	"$CPROF" diff --tag tenant=acme "$file" "$file" >diff.out || fail "diff --tag: exit $?" || return 1
+	grep -q "only tenant=acme" diff.out || fail "diff --tag: header: $(head -3 diff.out)" || return 1
+	"$CPROF" top --tag tenant=nobody "$file" >/dev/null 2>tag.err
+	[ $? -eq 2 ] && [ "$(wc -l <tag.err)" -eq 1 ] && grep -q 'no sample carries tenant=nobody' tag.err ||
+		fail "top --tag tenant=nobody: $(cat tag.err)" || return 1
+	"$CPROF" diff --tag tenant "$file" "$file" >/dev/null 2>tag.err
+	[ $? -eq 2 ] && grep -q -- '--tag wants KEY=VALUE' tag.err || fail "diff --tag tenant: $(cat tag.err)" || return 1
 }
 
 # A labelled region that allocates: the heap profile's in-use space by tag
