@@ -65,6 +65,7 @@ test_fd_daemon_unwind_touches_no_descriptor() {
 	cmp -s input output || fail "under strace: the output is not the input" || return 1
 	local dumper reads writes
 	dumper=$(awk '/unshare\(CLONE_FILES\)/ { print $1; exit }' trace)
+	[ -n "$dumper" ] || fail "no thread unshared its descriptors" || return 1
 	# One-byte calls: the program's and libunwind's (the loader reads
 	# each library's ELF header on 3 at start-up, 832 bytes).
 	reads=$(awk -v d="$dumper" '$1 != d && $2 ~ /^read\(3,/ && /, 1\) += /' trace | wc -l)
@@ -97,3 +98,150 @@ test_fd_listing_in_fork_child() {
 }
 test_fd_listing_after_exec() { check_fd_listing "$PROGS/fd_list" exec; }
 
+# Item 3. A daemon that closes every descriptor above 2 and rewrites a
+# file 300 times, while dumps are asked for every 3 ms: every file whole,
+# the run about as fast as unprofiled, a bounded number of files (dump
+# requests coalesce).
+test_fd_rewrite_under_dumps() {
+	mkdir -p data
+	local t0 base
+	t0=$EPOCHREALTIME
+	"$PROGS/fd_rewrite" data 300 >expected || fail "unprofiled: exit $?" || return 1
+	base=$(elapsed "$t0")
+	t0=$EPOCHREALTIME
+	(start_profiled prof CPROF_CPU_HZ=1000 -- "$PROGS/fd_rewrite" data 300 >out 2>err) &
+	local pid=$!
+	usr2_every "$pid" 0.003 >signals &
+	wait "$pid"
+	local rc=$? took
+	took=$(elapsed "$t0")
+	wait
+	local files signals
+	files=$(ls prof | wc -l)
+	signals=$(cat signals)
+	echo "unprofiled ${base}s, profiled ${took}s, $signals signals, $files profile files: $(cat out)"
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(cat out) $(cat err)" || return 1
+	cmp -s expected out || fail "files differ: $(cat out)" || return 1
+	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
+	awk -v t="$took" -v b="$base" 'BEGIN { exit !(t < 10 * b || t < 5) }' ||
+		fail "${took}s against ${base}s unprofiled" || return 1
+	[ "$files" -le $((4 * (signals + 1))) ] || fail "$files files for $signals signals" || return 1
+	pprof_top "$(profile_of prof cpu)" >/dev/null || fail "pprof cannot read the last dump" || return 1
+}
+
+# Item 3, the dumper's log line: it reaches the program's stderr though
+# the dumper has no descriptor of the program's, and a reader of that
+# stderr sees EOF as soon as the program closes it.
+test_stderr_eof_after_close() {
+	local t0 eof
+	t0=$EPOCHREALTIME
+	env CPROF_OUT=/proc/cprof-none CPROF_CPU_HZ=1000 LD_PRELOAD="$SHIM" \
+		"$PROGS/stderr_close" 3 2>&1 >/dev/null | { cat >err; echo "$EPOCHREALTIME" >eof_at; }
+	eof=$(awk -v s="$t0" -v e="$(cat eof_at)" 'BEGIN { printf "%.3f", e - s }')
+	echo "EOF after ${eof}s of a 3 s run; stderr: $(cat err)"
+	grep -q '^cprof: cannot create the profile directory /proc/cprof-none' err ||
+		fail "the dumper's line did not reach stderr" || return 1
+	awk -v e="$eof" 'BEGIN { exit !(e < 2) }' || fail "EOF only after ${eof}s" || return 1
+}
+
+# Item 7. Dumps asked for every 2 ms while the program forks 300 short
+# children: fork never waits for a dump, requests coalesce, and no child
+# inherits a pending request (children record nothing, so they write no
+# file at all).
+test_fork_under_dumps() {
+	local t0 base
+	t0=$EPOCHREALTIME
+	"$PROGS/fork_many" 300 >expected || fail "unprofiled: exit $?" || return 1
+	base=$(elapsed "$t0")
+	t0=$EPOCHREALTIME
+	(start_profiled prof CPROF_CPU_HZ=1000 -- "$PROGS/fork_many" 300 >out 2>err) &
+	local pid=$!
+	usr2_every "$pid" 0.002 >signals &
+	wait "$pid"
+	local rc=$? took
+	took=$(elapsed "$t0")
+	wait
+	local files signals others
+	files=$(ls prof | wc -l)
+	signals=$(cat signals)
+	others=$(ls prof | grep -vc "^fork_many\.$pid\.")
+	echo "unprofiled ${base}s, profiled ${took}s, $signals signals, $files files ($others not the parent's)"
+	[ "$rc" -eq 0 ] || fail "exit $rc: $(cat out) $(cat err)" || return 1
+	cmp -s expected out || fail "output: $(cat out)" || return 1
+	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
+	awk -v t="$took" -v b="$base" 'BEGIN { exit !(t < 10 * b || t < 5) }' ||
+		fail "${took}s against ${base}s unprofiled" || return 1
+	[ "$others" -eq 0 ] || fail "children wrote profiles: $(ls prof | grep -v "^fork_many\.$pid\." | head -3)" || return 1
+	[ "$files" -le $((4 * (signals + 1))) ] || fail "$files files for $signals signals" || return 1
+	pprof_top "$(profile_of prof cpu)" >/dev/null || fail "pprof cannot read the last dump" || return 1
+}
+
+# Item 8. main calls pthread_exit; the process ends when its last worker
+# does, with glibc's exit(0) (stdio flushed), and the final dump written.
+check_main_pthread_exit() {
+	local want=$1
+	shift
+	"$PROGS/main_pthread_exit" "$@" >expected
+	local want_rc=$?
+	[ "$want_rc" -eq "$want" ] || fail "unprofiled exit $want_rc" || return 1
+	local t0 took
+	t0=$EPOCHREALTIME
+	timeout -s KILL 20 env CPROF_OUT=prof CPROF_CPU_HZ=1000 LD_PRELOAD="$SHIM" \
+		"$PROGS/main_pthread_exit" "$@" >out 2>err
+	local rc=$?
+	took=$(elapsed "$t0")
+	echo "exit $rc after ${took}s (unprofiled $want_rc)"
+	[ "$rc" -eq "$want" ] || fail "exit status $rc, want $want (137: still alive after 20 s)" || return 1
+	cmp -s expected out || fail "output: $(cat out)" || return 1
+	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
+	local file spin
+	file=$(profile_of prof cpu)
+	[ -n "$file" ] || fail "no final profile" || return 1
+	spin=$(cprof_value "$file" worker_spin)
+	echo "worker_spin: $spin ns"
+	[ "$spin" -gt 700000000 ] || fail "worker_spin $spin ns for 1 s of CPU (two workers, 0.5 s each)" || return 1
+	pprof_top "$file" | grep -q worker_spin || fail "pprof: no worker_spin" || return 1
+}
+
+test_main_pthread_exit_ends() { check_main_pthread_exit 0; }
+test_main_pthread_exit_worker_exit3() { check_main_pthread_exit 3 exit3; }
+
+# Item 10. CPROF_OUT is a shared sticky directory where another user made
+# the temporary names it could guess (for this very pid) as its own
+# world-writable files: the profiles are still root's, mode 0600.
+test_profile_owned_in_shared_dir() {
+	[ "$(id -u)" -eq 0 ] || { echo "skipped: needs root"; return 0; }
+	mkdir -m 1777 shared
+	SHIM="$SHIM" PROG="$PROGS/cpu_split" sh -c '
+		for k in cpu heap mutex block; do
+			setpriv --reuid=nobody --regid=nogroup --clear-groups \
+				sh -c "umask 0; : >shared/.cpu_split.$$.$k.tmp" || exit 9
+		done
+		exec env CPROF_OUT="$PWD/shared" CPROF_CPU_HZ=1000 LD_PRELOAD="$SHIM" "$PROG" 20' \
+		>out 2>err || fail "exit $?: $(cat err)" || return 1
+	ls -la shared
+	local n=0 f
+	for f in shared/cpu_split.*.pb.gz; do
+		[ -e "$f" ] || continue
+		n=$((n + 1))
+		[ "$(stat -c '%U %a' "$f")" = "root 600" ] ||
+			fail "$f is $(stat -c '%U %a' "$f")" || return 1
+		"$CPROF" raw "$f" >/dev/null || fail "cprof cannot read $f" || return 1
+	done
+	[ "$n" -ge 1 ] || fail "no profile written" || return 1
+	pprof_top "$(profile_of shared cpu)" | grep -q work_heavy || fail "pprof: no work_heavy" || return 1
+	[ -z "$(find shared -name '.*' -user root)" ] || fail "a temporary was left behind" || return 1
+}
+
+# Item 12. The shim's own I/O goes below its wrappers and the program's
+# definitions: a program with its own write() and open() sees none of the
+# shim's log line or the dump's writes and opens.
+test_own_io_below_program_definitions() {
+	run_profiled "$PWD/prof" CPROF_CPU_HZ=bad -- "$PROGS/own_write" >out 2>err || fail "exit $?: $(cat err)" || return 1
+	echo "$(cat out); stderr: $(cat err)"
+	grep -q '^dump 0 ' out || fail "the dump failed: $(cat out)" || return 1
+	grep -q '^cprof: CPROF_CPU_HZ="bad"' err || fail "no warning line" || return 1
+	grep -q ' own writes 0 profile opens 0 ' out || fail "the program's write/open saw the shim's: $(cat out)" || return 1
+	[ -z "$(grep '^own ' err)" ] || fail "$(grep '^own ' err | head -3)" || return 1
+	pprof_top "$(profile_of prof cpu)" | grep -q ' main$' || fail "pprof: no main" || return 1
+}
