@@ -139,9 +139,15 @@ CPROF_SIGSAFE static bool validate(uintptr_t addr)
 }
 
 /* libunwind's local access_mem without its pipe. The low bit of `arg` is
- * the cursor's "validate" flag in libunwind 1.6 (AS_ARG_GET_VALIDATE),
+ * the cursor's "validate" flag from libunwind 1.6 on (AS_ARG_GET_VALIDATE),
  * set for every step under its conservative checks and for the
- * frame-chain fallback. */
+ * frame-chain fallback; before 1.6 `arg` was the cursor itself, and every
+ * read is checked. */
+#if UNW_VERSION_MAJOR > 1 || (UNW_VERSION_MAJOR == 1 && UNW_VERSION_MINOR >= 6)
+#define ASKS_VALIDATION(arg) ((uintptr_t)(arg) & 1)
+#else
+#define ASKS_VALIDATION(arg) 1
+#endif
 CPROF_SIGSAFE static int access_mem_checked(unw_addr_space_t as, unw_word_t addr,
 					    unw_word_t *val, int write, void *arg)
 {
@@ -150,7 +156,7 @@ CPROF_SIGSAFE static int access_mem_checked(unw_addr_space_t as, unw_word_t addr
 		*(unw_word_t *)addr = *val;
 		return 0;
 	}
-	if (((uintptr_t)arg & 1) && !validate((uintptr_t)addr))
+	if (ASKS_VALIDATION(arg) && !validate((uintptr_t)addr))
 		return -UNW_EINVAL;
 	*val = *(unw_word_t *)addr;
 	return 0;

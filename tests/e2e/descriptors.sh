@@ -50,12 +50,13 @@ test_fd_daemon_unwind_touches_no_descriptor() {
 		fail "exit $?: $(cat err)" || return 1
 	cmp -s input output || fail "the output is not the input: $(cmp input output)" || return 1
 	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
-	local file total
+	local file total truth
 	file=$(profile_of prof cpu)
 	total=$(cprof_total "$file" cpu)
+	truth=$(sed -n 's/^cpu_ns //p' out)
 	"$CPROF" raw "$file" >raw || fail "cprof raw failed" || return 1
-	echo "cpu total $total ns; vdso mapping: $(grep -c vdso raw)"
-	[ "$total" -gt 1000000000 ] || fail "cpu total $total ns for 4 busy threads" || return 1
+	echo "cpu total $total ns, getrusage $truth ns; vdso mapping: $(grep -c vdso raw)"
+	within "$total" "$truth" 15 || fail "cpu total $total ns against $truth ns by getrusage" || return 1
 	grep -q '\[vdso\]' raw || fail "no sample in the vDSO" || return 1
 	pprof_top "$file" | grep -q worker || fail "pprof: no worker" || return 1
 
@@ -124,7 +125,7 @@ test_fd_rewrite_under_dumps() {
 	[ "$rc" -eq 0 ] || fail "exit $rc: $(cat out) $(cat err)" || return 1
 	cmp -s expected out || fail "files differ: $(cat out)" || return 1
 	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
-	awk -v t="$took" -v b="$base" 'BEGIN { exit !(t < 10 * b || t < 5) }' ||
+	awk -v t="$took" -v b="$base" 'BEGIN { exit !(t < 10 * b || t < 10) }' ||
 		fail "${took}s against ${base}s unprofiled" || return 1
 	[ "$files" -le $((4 * (signals + 1))) ] || fail "$files files for $signals signals" || return 1
 	pprof_top "$(profile_of prof cpu)" >/dev/null || fail "pprof cannot read the last dump" || return 1
@@ -134,15 +135,16 @@ test_fd_rewrite_under_dumps() {
 # the dumper has no descriptor of the program's, and a reader of that
 # stderr sees EOF as soon as the program closes it.
 test_stderr_eof_after_close() {
-	local t0 eof
-	t0=$EPOCHREALTIME
+	local before
 	env CPROF_OUT=/proc/cprof-none CPROF_CPU_HZ=1000 LD_PRELOAD="$SHIM" \
 		"$PROGS/stderr_close" 3 2>&1 >/dev/null | { cat >err; echo "$EPOCHREALTIME" >eof_at; }
-	eof=$(awk -v s="$t0" -v e="$(cat eof_at)" 'BEGIN { printf "%.3f", e - s }')
-	echo "EOF after ${eof}s of a 3 s run; stderr: $(cat err)"
+	# The program sleeps 3 s after the close: EOF comes that long before
+	# the pipeline ends.
+	before=$(awk -v s="$(cat eof_at)" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.3f", e - s }')
+	echo "EOF ${before}s before the program ended; stderr: $(cat err)"
 	grep -q '^cprof: cannot create the profile directory /proc/cprof-none' err ||
 		fail "the dumper's line did not reach stderr" || return 1
-	awk -v e="$eof" 'BEGIN { exit !(e < 2) }' || fail "EOF only after ${eof}s" || return 1
+	awk -v b="$before" 'BEGIN { exit !(b > 2) }' || fail "EOF only ${before}s before the end" || return 1
 }
 
 # Item 7. Dumps asked for every 2 ms while the program forks 300 short
@@ -170,7 +172,7 @@ test_fork_under_dumps() {
 	[ "$rc" -eq 0 ] || fail "exit $rc: $(cat out) $(cat err)" || return 1
 	cmp -s expected out || fail "output: $(cat out)" || return 1
 	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
-	awk -v t="$took" -v b="$base" 'BEGIN { exit !(t < 10 * b || t < 5) }' ||
+	awk -v t="$took" -v b="$base" 'BEGIN { exit !(t < 10 * b || t < 10) }' ||
 		fail "${took}s against ${base}s unprofiled" || return 1
 	[ "$others" -eq 0 ] || fail "children wrote profiles: $(ls prof | grep -v "^fork_many\.$pid\." | head -3)" || return 1
 	[ "$files" -le $((4 * (signals + 1))) ] || fail "$files files for $signals signals" || return 1
@@ -187,12 +189,12 @@ check_main_pthread_exit() {
 	[ "$want_rc" -eq "$want" ] || fail "unprofiled exit $want_rc" || return 1
 	local t0 took
 	t0=$EPOCHREALTIME
-	timeout -s KILL 20 env CPROF_OUT=prof CPROF_CPU_HZ=1000 LD_PRELOAD="$SHIM" \
+	timeout -s KILL 60 env CPROF_OUT=prof CPROF_CPU_HZ=1000 LD_PRELOAD="$SHIM" \
 		"$PROGS/main_pthread_exit" "$@" >out 2>err
 	local rc=$?
 	took=$(elapsed "$t0")
 	echo "exit $rc after ${took}s (unprofiled $want_rc)"
-	[ "$rc" -eq "$want" ] || fail "exit status $rc, want $want (137: still alive after 20 s)" || return 1
+	[ "$rc" -eq "$want" ] || fail "exit status $rc, want $want (137: still alive after 60 s)" || return 1
 	cmp -s expected out || fail "output: $(cat out)" || return 1
 	[ ! -s err ] || fail "stderr: $(cat err)" || return 1
 	local file spin
