@@ -108,6 +108,7 @@ typedef struct cprof_thread {
 	int busy;        /* >0 while the profiler itself runs on this thread */
 	int timer_slot;  /* index in cpu.c's timer registry, -1 none */
 	uint32_t labels; /* the thread's label set (labels.c), 0 none */
+	int private_files; /* the dumper: its descriptor table is its own */
 } cprof_thread_t;
 
 extern __thread cprof_thread_t cprof_thread
@@ -277,6 +278,8 @@ typedef struct cprof_symbol {
 
 typedef struct cprof_symbolizer cprof_symbolizer_t;
 
+/* Loads libdw (dlopen, once per process) if it is not loaded yet. */
+void cprof_symbolize_load(void);
 /* Reads /proc/self/maps (executable mappings, the main program first). */
 cprof_symbolizer_t *cprof_symbolizer_new(void);
 void cprof_symbolizer_free(cprof_symbolizer_t *s);
@@ -315,6 +318,9 @@ CPROF_SIGSAFE void cprof_dump_request(void); /* wake the dumper */
  * under a wrapper should not litter the directory with empty files). */
 int cprof_dump_write(const char *why, bool final);
 void cprof_dump_at_exit(void);         /* the final dump, once */
+/* cprof_dump(): the dumper writes every profile while the caller waits
+ * (at most 60 s); 0 or -errno. */
+int cprof_dump_wait(void);
 void cprof_dump_atfork_prepare(void);
 void cprof_dump_atfork_parent(void);
 void cprof_dump_atfork_child(void);

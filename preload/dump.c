@@ -3,23 +3,42 @@
  *
  * A dump is cumulative since the start of the process (or the fork that
  * made it), so `pprof -base first second` shows the window between two.
- * Signals only wake the dumper (an atomic increment and a futex wake,
- * CPROF_SIGSAFE: no file descriptor, which a daemon's closefrom(3) could
- * close and reuse under us); it blocks every signal, so the program's signals never land on it, and it
- * symbolizes, builds, compresses and writes with the re-entrancy guard
- * held. Files: <out>/<program>.<pid>.<seq>.<kind>.pb.gz, mode 0600,
- * written to a hidden temporary name and renamed without replacing
- * anything (renameat2 RENAME_NOREPLACE; a taken name moves to the next
+ *
+ * Every dump runs on the dumper thread: on the dump signal, from
+ * cprof_dump(), and the final one at exit (the exiting thread asks and
+ * waits, bounded). Requests only set a bit and wake it (an atomic and a
+ * futex wake, CPROF_SIGSAFE); requests that arrive while a dump runs
+ * coalesce into one pending dump. The dumper blocks every signal, so the
+ * program's signals never land on it, and works with the re-entrancy
+ * guard held.
+ *
+ * Descriptors: the dumper calls unshare(CLONE_FILES) once and closes every
+ * descriptor of its private table, so what libdw, zlib and the writes open
+ * lives where the program cannot close, reuse or see it (a daemon's
+ * closefrom(3), a thread that closes a number it believes is its own,
+ * /proc/self/fd), and the dumper keeps no copy of the program's pipes or
+ * sockets, whose readers would then never see EOF. The dumper does not
+ * count as a thread for glibc's "last thread calls exit(0)": when the
+ * program's last thread ends, the process ends as it would without us.
+ *
+ * Files: <out>/<program>.<pid>.<seq>.<kind>.pb.gz, mode 0600, written to
+ * an anonymous O_TMPFILE (or, where the file system has none, a temporary
+ * created exclusively under an unpredictable name), checked with fstat to
+ * be ours and 0600, and given its name without replacing anything
+ * (linkat, or renameat2 RENAME_NOREPLACE; a taken name moves to the next
  * sequence number), so no dump overwrites another process's or an earlier
- * one, and no reader sees half a file. A failure costs one `cprof:` line
- * and that dump.
+ * one, no other user can own it, and no reader sees half a file. The
+ * shim's own I/O is raw system calls, below its own wrappers and any the
+ * program has. A failure costs one `cprof:` line and that dump.
  */
 #include "cprof_internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,15 +50,33 @@
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE 1
 #endif
+#ifndef O_TMPFILE
+#define O_TMPFILE (020000000 | O_DIRECTORY)
+#endif
 
+/* Requests, coalesced: at most one dump of each is pending. */
+enum { REQ_SIGNAL = 1, REQ_API = 2, REQ_FINAL = 4 };
 
-static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_uint wake_count;        /* futex word: requests so far */
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER; /* one dump at a time */
+/* Held by the dumper only where it calls into the loader (dl_iterate_phdr
+ * for the mappings, dlopen of libdw at the first dump), and by fork: a
+ * child must not inherit the loader's locks held. A dump in progress
+ * otherwise never delays a fork. */
+static pthread_mutex_t fork_gate = PTHREAD_MUTEX_INITIALIZER;
+static atomic_uint wake_count;        /* futex word: wake-ups so far */
+static atomic_uint pending;           /* REQ_* bits not yet served */
+static atomic_uint api_asked;         /* cprof_dump() calls so far */
+static atomic_uint api_done;          /* futex word: the calls served */
+static atomic_int api_result;         /* the last served dump's result */
 static atomic_int dumper_running;
 static atomic_int final_requested;
-static atomic_int final_done;          /* futex word */
+static atomic_uint final_done;         /* futex word */
+static unsigned park_word;             /* the dumper waits here after the final dump */
 static unsigned next_seq;
 static char program_name[64];
+/* glibc's count of live threads; when its last thread ends it calls
+ * exit(0). The dumper takes itself off it. NULL when not found. */
+static unsigned *nptl_nthreads;
 
 static void set_program_name(void)
 {
@@ -58,6 +95,12 @@ static void set_program_name(void)
 	program_name[n] = 0;
 }
 
+/* Raw system calls: 0 or -errno, errno kept for nobody. */
+static long sys_ret(long rc)
+{
+	return rc < 0 ? -errno : rc;
+}
+
 /* mkdir -p; 0 or -errno. */
 static int make_dirs(const char *path)
 {
@@ -70,7 +113,7 @@ static int make_dirs(const char *path)
 		if (*p == '/' || *p == 0) {
 			char saved = *p;
 			*p = 0;
-			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			if (syscall(SYS_mkdirat, AT_FDCWD, buf, 0755) != 0 && errno != EEXIST)
 				return -errno;
 			*p = saved;
 			if (!saved)
@@ -83,7 +126,7 @@ static int make_dirs(const char *path)
 static int write_all(int fd, const uint8_t *data, size_t len)
 {
 	while (len) {
-		ssize_t n = write(fd, data, len);
+		long n = syscall(SYS_write, fd, data, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -96,6 +139,79 @@ static int write_all(int fd, const uint8_t *data, size_t len)
 	return 0;
 }
 
+static uint64_t unpredictable(void)
+{
+	uint64_t r = 0;
+	if (syscall(SYS_getrandom, &r, sizeof r, 0x0001 /* GRND_NONBLOCK */) != (long)sizeof r)
+		r = cprof_mix64((uint64_t)cprof_now_ns(CLOCK_MONOTONIC) ^
+				((uint64_t)syscall(SYS_gettid) << 32));
+	return r;
+}
+
+/* A new file for the profile that nobody else can have opened or named:
+ * an anonymous O_TMPFILE in dir (tmp[0] == 0), else one created with
+ * O_EXCL under an unpredictable name (written to tmp). fd or -errno. */
+static int open_temporary(const char *dir, cprof_kind_t kind, char *tmp, size_t cap)
+{
+	tmp[0] = 0;
+	long fd = syscall(SYS_openat, AT_FDCWD, dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return (int)fd;
+	for (int tries = 0; tries < 100; tries++) {
+		snprintf(tmp, cap, "%s/.%s.%d.%s.%016llx.tmp", dir, program_name, (int)getpid(),
+			 cprof_kind_name(kind), (unsigned long long)unpredictable());
+		fd = syscall(SYS_openat, AT_FDCWD, tmp,
+			     O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0)
+			return (int)fd;
+		if (errno != EEXIST)
+			break;
+	}
+	int err = -errno;
+	tmp[0] = 0;
+	return err;
+}
+
+/* What we are about to write is a regular file of ours, mode 0600, with
+ * the links we made (none for O_TMPFILE, one for a named temporary). */
+static int check_ours(int fd, bool named)
+{
+	struct stat st;
+	if (syscall(SYS_fchmod, fd, 0600) != 0 || syscall(SYS_fstat, fd, &st) != 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 07777) != 0600 ||
+	    st.st_nlink != (named ? 1u : 0u))
+		return -EPERM;
+	return 0;
+}
+
+/* Names the written temporary `final_path` without replacing anything.
+ * 0, -EEXIST (taken: try the next name) or -errno. */
+static int publish(int fd, const char *tmp, const char *final_path)
+{
+	if (!tmp[0]) {
+		/* /proc/thread-self: the dumper's descriptors are its own. */
+		char proc[64];
+		snprintf(proc, sizeof proc, "/proc/thread-self/fd/%d", fd);
+		if (syscall(SYS_linkat, AT_FDCWD, proc, AT_FDCWD, final_path,
+			    AT_SYMLINK_FOLLOW) == 0)
+			return 0;
+		if (errno == EEXIST)
+			return -EEXIST;
+		return sys_ret(syscall(SYS_linkat, fd, "", AT_FDCWD, final_path, AT_EMPTY_PATH));
+	}
+	if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, final_path, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	/* A file system without RENAME_NOREPLACE: link() also refuses to
+	 * replace. */
+	if (syscall(SYS_linkat, AT_FDCWD, tmp, AT_FDCWD, final_path, 0) != 0)
+		return -errno;
+	syscall(SYS_unlinkat, AT_FDCWD, tmp, 0);
+	return 0;
+}
+
 /* Writes data under a name for (kind, *seq); moves *seq on while the name
  * is taken. 0 or -errno; on failure nothing is left behind. */
 static int write_profile_file(cprof_kind_t kind, unsigned *seq, const uint8_t *data,
@@ -105,37 +221,31 @@ static int write_profile_file(cprof_kind_t kind, unsigned *seq, const uint8_t *d
 	char tmp[sizeof cprof_config.out_dir + 128];
 	int pid = getpid();
 
-	snprintf(tmp, sizeof tmp, "%s/.%s.%d.%s.tmp", dir, program_name, pid,
-		 cprof_kind_name(kind));
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = open_temporary(dir, kind, tmp, sizeof tmp);
 	if (fd < 0)
-		return -errno;
-	int err = write_all(fd, data, len);
-	if (close(fd) != 0 && !err)
-		err = -errno;
-	for (int tries = 0; !err && tries < 1000; tries++, (*seq)++) {
+		return fd;
+	int err = check_ours(fd, tmp[0] != 0);
+	if (!err)
+		err = write_all(fd, data, len);
+	for (int tries = 0; !err; tries++, (*seq)++) {
+		if (tries == 1000) {
+			err = -EEXIST;
+			break;
+		}
 		snprintf(final_path, final_cap, "%s/%s.%d.%04u.%s.pb.gz", dir, program_name, pid,
 			 *seq, cprof_kind_name(kind));
-		if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, final_path,
-			    RENAME_NOREPLACE) == 0)
-			return 0;
-		if (errno == EEXIST)
-			continue;
-		if (errno == EINVAL || errno == ENOSYS) {
-			/* A file system without RENAME_NOREPLACE: link() also
-			 * refuses to replace. */
-			if (link(tmp, final_path) == 0) {
-				unlink(tmp);
-				return 0;
-			}
-			if (errno == EEXIST)
-				continue;
+		err = publish(fd, tmp, final_path);
+		if (!err) {
+			tmp[0] = 0; /* renamed or linked: nothing to remove */
+			break;
 		}
-		err = -errno;
+		if (err == -EEXIST)
+			err = 0;
 	}
-	if (!err)
-		err = -EEXIST;
-	unlink(tmp);
+	if (tmp[0])
+		syscall(SYS_unlinkat, AT_FDCWD, tmp, 0);
+	if (syscall(SYS_close, fd) != 0 && !err)
+		err = -errno;
 	return err;
 }
 
@@ -156,7 +266,15 @@ int cprof_dump_write(const char *why, bool final)
 		first_err = err;
 		kinds = 0;
 	}
-	cprof_symbolizer_t *sym = kinds ? cprof_symbolizer_new() : NULL;
+	/* The loader's locks are taken under the fork gate (see fork_gate):
+	 * libdw's dlopen (the first dump) and the mappings' walk. */
+	cprof_symbolizer_t *sym = NULL;
+	if (kinds) {
+		pthread_mutex_lock(&fork_gate);
+		cprof_symbolize_load();
+		sym = cprof_symbolizer_new();
+		pthread_mutex_unlock(&fork_gate);
+	}
 	if (kinds && !sym) {
 		cprof_log("out of memory for symbols; %s dump lost", why);
 		first_err = -ENOMEM;
@@ -201,12 +319,36 @@ static void futex_wake_all(void *word)
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
-CPROF_SIGSAFE void cprof_dump_request(void)
+/* Waits until *word != 0 (or, with `want`, until it reaches want), at
+ * most timeout_ms. True when it did. */
+CPROF_SIGSAFE static bool wait_until(atomic_uint *word, bool with_want, unsigned want,
+				     int timeout_ms)
+{
+	int64_t deadline = cprof_now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
+	for (;;) {
+		unsigned v = atomic_load(word);
+		if (with_want ? (int)(v - want) >= 0 : v != 0)
+			return true;
+		int64_t left = deadline - cprof_now_ns(CLOCK_MONOTONIC);
+		if (left <= 0)
+			return false;
+		struct timespec ts = { left / 1000000000, left % 1000000000 };
+		syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, v, &ts, NULL, 0);
+	}
+}
+
+CPROF_SIGSAFE static void request(unsigned what)
 {
 	int saved_errno = errno;
+	atomic_fetch_or(&pending, what);
 	atomic_fetch_add(&wake_count, 1);
 	futex_wake_all(&wake_count);
 	errno = saved_errno;
+}
+
+CPROF_SIGSAFE void cprof_dump_request(void)
+{
+	request(REQ_SIGNAL);
 }
 
 CPROF_SIGSAFE void cprof_dump_final_from_signal(int timeout_ms)
@@ -214,14 +356,26 @@ CPROF_SIGSAFE void cprof_dump_final_from_signal(int timeout_ms)
 	if (!atomic_load(&dumper_running))
 		return;
 	atomic_store(&final_requested, 1);
-	cprof_dump_request();
-	int64_t deadline = cprof_now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
-	while (!atomic_load(&final_done)) {
-		int64_t left = deadline - cprof_now_ns(CLOCK_MONOTONIC);
-		if (left <= 0)
-			break;
-		struct timespec ts = { left / 1000000000, left % 1000000000 };
-		syscall(SYS_futex, &final_done, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+	request(REQ_FINAL);
+	int saved_errno = errno;
+	wait_until(&final_done, false, 0, timeout_ms);
+	errno = saved_errno;
+}
+
+/* The dumper's own descriptor table, empty: nothing it opens from now on
+ * is in the program's, and it holds none of the program's. */
+static void private_descriptors(void)
+{
+	if (syscall(SYS_unshare, CLONE_FILES) != 0) {
+		cprof_log("cannot give the dumper thread its own descriptors (%s); its files "
+			  "are opened among the program's", strerror(errno));
+		return;
+	}
+	cprof_thread.private_files = 1;
+	if (syscall(SYS_close_range, 0, ~0U, 0) != 0) {
+		long max = sysconf(_SC_OPEN_MAX);
+		for (long fd = 0; fd < (max > 0 ? max : 1024); fd++)
+			syscall(SYS_close, (int)fd);
 	}
 }
 
@@ -229,7 +383,8 @@ static void *dumper_main(void *arg)
 {
 	(void)arg;
 	cprof_thread.busy = 1; /* nothing this thread does is the program's */
-	unsigned seen = atomic_load(&wake_count);
+	private_descriptors();
+	unsigned seen = 0;
 	for (;;) {
 		unsigned now = atomic_load(&wake_count);
 		if (now == seen) {
@@ -237,16 +392,33 @@ static void *dumper_main(void *arg)
 			continue;
 		}
 		seen = now;
-		if (atomic_load(&final_requested)) {
+		unsigned what = atomic_exchange(&pending, 0);
+		if (what & REQ_FINAL) {
 			atomic_store(&cprof_running, 0);
 			cprof_cpu_stop();
 			cprof_dump_write("final", true);
+			atomic_store(&dumper_running, 0); /* what asks later, waits for none */
 			atomic_store(&final_done, 1);
 			futex_wake_all(&final_done);
-			return NULL;
+			/* Never returns: glibc does not count this thread, so
+			 * its end must not be counted either. exit_group ends
+			 * it. */
+			for (;;)
+				syscall(SYS_futex, &park_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
 		}
-		cprof_dump_write("signal", false);
+		if (!(what & (REQ_SIGNAL | REQ_API)))
+			continue;
+		/* Every cprof_dump() counted by now asked before this dump
+		 * began: this dump answers it. */
+		unsigned asked = atomic_load(&api_asked);
+		int err = cprof_dump_write((what & REQ_API) ? "cprof_dump()" : "signal", false);
+		if (what & REQ_API) {
+			atomic_store(&api_result, err);
+			atomic_store(&api_done, asked);
+			futex_wake_all(&api_done);
+		}
 	}
+	return NULL;
 }
 
 static int start_dumper(void)
@@ -260,6 +432,8 @@ static int start_dumper(void)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	int err = real_pthread_create(&thread, &attr, dumper_main, NULL);
 	pthread_attr_destroy(&attr);
+	if (!err && nptl_nthreads)
+		__atomic_fetch_sub(nptl_nthreads, 1, __ATOMIC_SEQ_CST);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err)
 		return -err;
@@ -270,6 +444,7 @@ static int start_dumper(void)
 int cprof_dump_init(void)
 {
 	set_program_name();
+	nptl_nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
 	int err = start_dumper();
 	if (err < 0)
 		cprof_log("cannot start the dumper thread (%s); profiles are written at exit "
@@ -277,29 +452,61 @@ int cprof_dump_init(void)
 	return err;
 }
 
-/* At exit: the final dump, unless a terminating signal already wrote it. */
+/* The dumper writes the profiles while the caller waits: it exists and
+ * the caller is not it. */
+static bool use_dumper(void)
+{
+	return atomic_load(&dumper_running) && !cprof_thread.private_files;
+}
+
+int cprof_dump_wait(void)
+{
+	if (!use_dumper())
+		return cprof_dump_write("cprof_dump()", false);
+	unsigned ticket = atomic_fetch_add(&api_asked, 1) + 1;
+	request(REQ_API);
+	if (!wait_until(&api_done, true, ticket, 60000))
+		return -ETIMEDOUT;
+	return atomic_load(&api_result);
+}
+
+/* At exit: the final dump, unless a terminating signal already wrote it.
+ * The exiting thread waits for the dumper at most 30 s: a dumper that
+ * cannot finish (this thread holds a lock it needs) costs the final
+ * profile, not the exit. */
 void cprof_dump_at_exit(void)
 {
-	if (atomic_load(&final_requested))
+	if (atomic_exchange(&final_requested, 1))
 		return;
-	cprof_dump_write("exit", true);
+	if (!use_dumper()) {
+		cprof_dump_write("exit", true);
+		return;
+	}
+	request(REQ_FINAL);
+	if (!wait_until(&final_done, false, 0, 30000))
+		cprof_log("the final dump did not finish within 30 s; the process exits without it");
 }
 
 void cprof_dump_atfork_prepare(void)
 {
-	/* No dump is half-done in the parent when the child is made. */
-	pthread_mutex_lock(&dump_lock);
+	pthread_mutex_lock(&fork_gate);
 }
 
 void cprof_dump_atfork_parent(void)
 {
-	pthread_mutex_unlock(&dump_lock);
+	pthread_mutex_unlock(&fork_gate);
 }
 
 void cprof_dump_atfork_child(void)
 {
+	/* A dump the parent's dumper was writing is not ours, nor any
+	 * request pending there. */
 	pthread_mutex_init(&dump_lock, NULL);
+	pthread_mutex_init(&fork_gate, NULL);
 	next_seq = 0;
+	atomic_store(&pending, 0);
+	atomic_store(&api_asked, 0);
+	atomic_store(&api_done, 0);
 	atomic_store(&final_requested, 0);
 	atomic_store(&final_done, 0);
 	atomic_store(&dumper_running, 0); /* the parent's is not ours */

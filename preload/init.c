@@ -143,5 +143,5 @@ CPROF_EXPORT int cprof_dump(void)
 {
 	if (!atomic_load(&cprof_running))
 		return -ESRCH;
-	return cprof_dump_write("cprof_dump()", false);
+	return cprof_dump_wait();
 }

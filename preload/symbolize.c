@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Types and prototypes only: nothing of libdw is linked. */
@@ -147,12 +148,29 @@ static size_t note_find_build_id(const unsigned char *p, size_t len, size_t alig
  * install; it also finds dwz alternate files), then .gnu_debuglink in the
  * places gdb and elfutils look by default, checked against the build id. */
 
+/* The shim's own file I/O is raw system calls: below its wrappers and
+ * any the program defines. */
+static ssize_t read_at(int fd, void *buf, size_t n, off_t off)
+{
+	return syscall(SYS_pread64, fd, buf, n, off);
+}
+
+static int open_read(const char *path)
+{
+	return (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+}
+
+static void close_fd(int fd)
+{
+	syscall(SYS_close, fd);
+}
+
 /* The build id of an ELF file, from its SHT_NOTE sections, read with
- * pread: -1 when not ELF, 0 when it has none. */
+ * read_at: -1 when not ELF, 0 when it has none. */
 static ssize_t file_build_id(int fd, unsigned char *out, size_t outsize)
 {
 	ElfW(Ehdr) eh;
-	if (pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh ||
+	if (read_at(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh ||
 	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
 	    eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
 	    eh.e_shentsize != sizeof(ElfW(Shdr)) || eh.e_shnum == 0 ||
@@ -160,14 +178,14 @@ static ssize_t file_build_id(int fd, unsigned char *out, size_t outsize)
 		return -1;
 	for (unsigned i = 0; i < eh.e_shnum; i++) {
 		ElfW(Shdr) sh;
-		if (pread(fd, &sh, sizeof sh, (off_t)(eh.e_shoff + (uint64_t)i * sizeof sh)) !=
+		if (read_at(fd, &sh, sizeof sh, (off_t)(eh.e_shoff + (uint64_t)i * sizeof sh)) !=
 		    (ssize_t)sizeof sh)
 			return -1;
 		if (sh.sh_type != SHT_NOTE || sh.sh_size < sizeof(ElfW(Nhdr)) ||
 		    sh.sh_size > 4096)
 			continue;
 		unsigned char buf[4096];
-		if (pread(fd, buf, sh.sh_size, (off_t)sh.sh_offset) != (ssize_t)sh.sh_size)
+		if (read_at(fd, buf, sh.sh_size, (off_t)sh.sh_offset) != (ssize_t)sh.sh_size)
 			continue;
 		size_t align = sh.sh_addralign == 8 ? 8 : 4;
 		const unsigned char *desc;
@@ -185,7 +203,7 @@ static int try_debuglink(Dwfl_Module *mod, const char *path, const char *main_fi
 {
 	if (strcmp(path, main_file) == 0)
 		return -1;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_read(path);
 	if (fd < 0)
 		return -1;
 	const unsigned char *want;
@@ -195,13 +213,13 @@ static int try_debuglink(Dwfl_Module *mod, const char *path, const char *main_fi
 		unsigned char have[64];
 		ssize_t have_len = file_build_id(fd, have, sizeof have);
 		if (have_len != want_len || memcmp(have, want, (size_t)want_len) != 0) {
-			close(fd);
+			close_fd(fd);
 			return -1;
 		}
 	}
 	*debuginfo_file_name = strdup(path);
 	if (!*debuginfo_file_name) {
-		close(fd);
+		close_fd(fd);
 		return -1;
 	}
 	return fd;
@@ -473,10 +491,12 @@ static bool is_main_path(const char *path, const char *exe)
 static int read_maps(cprof_symbolizer_t *s)
 {
 	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	/* thread-self: after main's pthread_exit, /proc/self is a zombie
+	 * with no memory map. */
+	ssize_t n = syscall(SYS_readlinkat, AT_FDCWD, "/proc/thread-self/exe", exe, sizeof exe - 1);
 	exe[n > 0 ? n : 0] = '\0';
 
-	FILE *f = fopen("/proc/self/maps", "re");
+	FILE *f = fopen("/proc/thread-self/maps", "re");
 	if (!f)
 		return -errno;
 	char *line = NULL;
@@ -645,6 +665,11 @@ typedef struct {
 	char symbuf[1024];  /* a symbol name without its version */
 } result_t;
 
+void cprof_symbolize_load(void)
+{
+	pthread_once(&dw_once, dw_load);
+}
+
 /* The session of this symbolizer, made on its first lookup; NULL when
  * libdw is not there (dladdr answers then). */
 static Dwfl *get_dwfl(cprof_symbolizer_t *s)
@@ -665,7 +690,9 @@ static Dwfl *get_dwfl(cprof_symbolizer_t *s)
 	/* Modules are reported from /proc/self/maps; each ELF file is opened
 	 * on the first address looked up in it, not before. */
 	dw.dwfl_report_begin(d);
-	int rc = dw.dwfl_linux_proc_report(d, getpid());
+	/* This thread's id, not the pid: /proc/<pid> of a main thread that
+	 * called pthread_exit has no maps left. */
+	int rc = dw.dwfl_linux_proc_report(d, (pid_t)syscall(SYS_gettid));
 	if (dw.dwfl_report_end(d, NULL, NULL) != 0 || rc != 0) {
 		if (!atomic_exchange(&warned, 1))
 			cprof_log("symbolizer: dwfl_linux_proc_report: %s",

@@ -2,13 +2,21 @@
  * per-thread state and the kind names.
  *
  * cprof_log is CPROF_SIGSAFE: it formats into a stack buffer and writes
- * with one write(2); no malloc, no stdio, errno preserved.
+ * with the raw write system call (below libcprof's own write wrapper and
+ * any the program has); no malloc, no stdio, errno preserved. The dumper
+ * thread has a descriptor table of its own with no stderr in it: there it
+ * borrows the program's stderr for the one line (pidfd_getfd: the same
+ * open file, its offset, its flags) and closes it at once, so no copy
+ * outlives the line and a reader of the program's stderr still sees EOF
+ * when the program closes it.
  */
 #include "cprof_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +78,23 @@ static void put_unsigned(log_buf_t *b, unsigned long v, unsigned base)
 		put_char(b, digits[--n]);
 }
 
+/* The descriptor the line goes to; *borrowed when it must be closed. */
+static int log_fd(bool *borrowed)
+{
+	*borrowed = false;
+	if (!cprof_thread.private_files)
+		return STDERR_FILENO;
+	long pidfd = syscall(SYS_pidfd_open, getpid(), 0);
+	long fd = pidfd >= 0 ? syscall(SYS_pidfd_getfd, (int)pidfd, STDERR_FILENO, 0) : -1;
+	if (pidfd >= 0)
+		syscall(SYS_close, (int)pidfd);
+	if (fd < 0) /* an older kernel: the same file, opened again */
+		fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/fd/2",
+			     O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	*borrowed = fd >= 0;
+	return (int)fd;
+}
+
 CPROF_SIGSAFE void cprof_log(const char *fmt, ...)
 {
 	int saved_errno = errno;
@@ -124,8 +149,10 @@ CPROF_SIGSAFE void cprof_log(const char *fmt, ...)
 	*b.p++ = '\n';
 	ssize_t left = b.p - line;
 	const char *p = line;
-	while (left > 0) {
-		ssize_t n = write(STDERR_FILENO, p, (size_t)left);
+	bool borrowed;
+	int fd = log_fd(&borrowed);
+	while (fd >= 0 && left > 0) {
+		ssize_t n = syscall(SYS_write, fd, p, (size_t)left);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -133,5 +160,7 @@ CPROF_SIGSAFE void cprof_log(const char *fmt, ...)
 		p += n;
 		left -= n;
 	}
+	if (borrowed)
+		syscall(SYS_close, fd);
 	errno = saved_errno;
 }
