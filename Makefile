@@ -36,7 +36,8 @@ CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
 	preload/symbolize.c preload/pprof.c
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
-	preload/dump.c preload/heap.c preload/mutex.c preload/block.c
+	preload/dump.c preload/heap.c preload/mutex.c preload/block.c \
+	preload/sigmask.c
 PROTO_C := $(GEN)/profile.pb-c.c
 PROTO_H := $(GEN)/profile.pb-c.h
 
@@ -93,7 +94,7 @@ $(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
 	@mkdir -p $(OBJ)
 	$(CC) $(BASE_CFLAGS) $(WARN) -c $< -o $@
 
-$(OBJ)/mutex.o $(OBJ)/block.o: preload/wait.h
+$(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/sigmask.o: preload/wait.h
 
 $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^

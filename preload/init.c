@@ -36,6 +36,7 @@ static void thread_started(void)
 typedef struct thread_start {
 	void *(*fn)(void *);
 	void *arg;
+	bool sigmask_view; /* the creator's view of the hidden signal (sigmask.c) */
 } thread_start_t;
 
 static void *thread_trampoline(void *p)
@@ -44,6 +45,7 @@ static void *thread_trampoline(void *p)
 	cprof_thread.busy++;
 	free(p);
 	thread_started();
+	cprof_sigmask_thread_start(start.sigmask_view);
 	cprof_thread.busy--;
 	/* A tail call: the trampoline leaves no frame in the thread's stacks. */
 	return start.fn(start.arg);
@@ -63,6 +65,7 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 		return real_pthread_create(thread, attr, fn, arg);
 	start->fn = fn;
 	start->arg = arg;
+	start->sigmask_view = cprof_sigmask_view();
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
 		free(start);

@@ -14,6 +14,8 @@
  * (and says so once for the CPU signal and the dump signal); SIG_IGN and SIG_DFL
  * are remembered and reported back, except that SIG_IGN for SIGTERM/SIGINT
  * is installed for real, since our handler would otherwise end the process.
+ * The CPU signal is also hidden from the program's masks and signal waits
+ * (sigmask.c).
  *
  * CPROF_SIGSAFE: on_dump_signal and on_terminate.
  */
@@ -54,6 +56,8 @@ int cprof_signal_take(int sig, void (*handler)(int, siginfo_t *, void *))
 		return -errno;
 	owned[sig].program = old;
 	atomic_store(&owned[sig].role, role_for(sig));
+	if (role_for(sig) == ROLE_PROF)
+		cprof_sigmask_hide(sig);
 	return 0;
 }
 
@@ -86,6 +90,7 @@ CPROF_SIGSAFE static void on_terminate(int sig, siginfo_t *info, void *ucontext)
 
 void cprof_signals_init(void)
 {
+	cprof_sigmask_init();
 	int dump = cprof_config.dump_signal;
 	if (dump > 0) {
 		int err = cprof_signal_take(dump, on_dump_signal);
@@ -117,6 +122,7 @@ static void step_aside(int sig, signal_role_t role)
 {
 	atomic_store(&owned[sig].role, ROLE_NONE);
 	if (role == ROLE_PROF) {
+		cprof_sigmask_release(sig);
 		cprof_cpu_step_aside();
 		cprof_log("the program installs its own handler for signal %d, which the CPU "
 			  "profile's timers use; the CPU profile stops here and keeps what "
@@ -181,3 +187,4 @@ CPROF_EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler)
 {
 	return bsd_signal_impl(sig, handler);
 }
+
