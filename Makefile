@@ -37,7 +37,7 @@ CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
 	preload/dump.c preload/heap.c preload/mutex.c preload/block.c \
-	preload/sigmask.c
+	preload/sigmask.c preload/exec.c
 PROTO_C := $(GEN)/profile.pb-c.c
 PROTO_H := $(GEN)/profile.pb-c.h
 
@@ -54,7 +54,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROG_C := $(filter-out tests/progs/plugin.c,$(wildcard tests/progs/*.c))
 PROG_CXX := $(wildcard tests/progs/*.cc)
 PROG_BIN := $(PROG_C:tests/progs/%.c=$(BUILD)/progs/%) \
-	$(PROG_CXX:tests/progs/%.cc=$(BUILD)/progs/%)
+	$(PROG_CXX:tests/progs/%.cc=$(BUILD)/progs/%) $(BUILD)/progs/sig_child_static
 
 .PHONY: all deps deps-check demo test unit e2e bench install clean
 .DEFAULT_GOAL := all
@@ -94,7 +94,7 @@ $(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
 	@mkdir -p $(OBJ)
 	$(CC) $(BASE_CFLAGS) $(WARN) -c $< -o $@
 
-$(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/sigmask.o: preload/wait.h
+$(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/sigmask.o $(OBJ)/exec.o: preload/wait.h
 
 $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^
@@ -122,6 +122,11 @@ $(BUILD)/progs/%: tests/progs/%.c include/cprof.h
 $(BUILD)/progs/%: tests/progs/%.cc
 	@mkdir -p $(BUILD)/progs
 	$(CXX) -g -O1 -Wall -o $@ $< -lpthread -ldl
+
+# The same child, static: a program the shim cannot enter (as a setuid one).
+$(BUILD)/progs/sig_child_static: tests/progs/sig_child.c
+	@mkdir -p $(BUILD)/progs
+	$(CC) -std=gnu11 -g -O1 -Wall -static -o $@ $<
 
 $(BUILD)/progs/libplugin.so: tests/progs/plugin.c
 	@mkdir -p $(BUILD)/progs

@@ -230,7 +230,7 @@ void cprof_signals_init(void);
  * when it asks. Returns 0 or -errno. */
 int cprof_signal_take(int sig, void (*handler)(int, siginfo_t *, void *));
 
-/* ---- the hidden signal (sigmask.c) ---------------------------------- */
+/* ---- the hidden signal and exec (sigmask.c, exec.c) ----------------- */
 
 /* The CPU timer's signal while the CPU profile owns it: never blocked,
  * never readable by the program (see sigmask.c). 0 when none. */
@@ -245,6 +245,14 @@ void cprof_sigmask_release(int sig);   /* and gives it to the program */
  * (`inherited`) or the real bit as the program's. */
 void cprof_sigmask_thread_start(bool inherited);
 void cprof_sigmask_init(void);         /* next definitions */
+void cprof_exec_init(void);            /* next definitions */
+
+/* signals.c, for exec.c: set SIG_IGN for real for every owned signal the
+ * program ignores (the kernel resets handled ones to SIG_DFL at exec);
+ * returns them as bits (1 << (sig - 1)). Writes no memory (vfork). */
+CPROF_SIGSAFE uint64_t cprof_signals_ignore_for_exec(void);
+/* Puts the shim's handlers back on those still owned. */
+CPROF_SIGSAFE void cprof_signals_reinstall(uint64_t which);
 
 /* ---- symbolization (symbolize.c, dump path only) -------------------- */
 

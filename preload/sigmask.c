@@ -10,8 +10,8 @@
  *   - sigprocmask and pthread_sigmask never block it: it is taken out of
  *     the set passed down (as glibc takes out its own SIGCANCEL and
  *     SIGSETXID). Whether the program asked for it blocked is remembered
- *     per thread (initial-exec TLS, inherited by the threads it creates)
- *     and is what every old mask reads back;
+ *     per thread (initial-exec TLS, inherited by the threads it creates
+ *     and by exec, see exec.c) and is what every old mask reads back;
  *   - signalfd, sigwait, sigwaitinfo and sigtimedwait never get it in the
  *     set they wait for (block.c), and sigpending never reports it, so a
  *     timer signal left pending by glibc's own brief all-blocked sections

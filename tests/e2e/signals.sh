@@ -1,8 +1,9 @@
 # End-to-end tests of what a program sees of the shim's signals: the CPU
 # timer's private signal never reaches a program that blocks every signal
 # and reads them itself (signalfd, sigwaitinfo, sigtimedwait, sigwait,
-# sigpending), and its mask reads back as it set it. Sourced by
-# tests/run.sh.
+# sigpending), its mask reads back as it set it, and what it ignored stays
+# ignored across every kind of exec, for a program the shim cannot enter
+# (a static one). Sourced by tests/run.sh.
 
 # wait_for FILE PATTERN: up to 10 s for PATTERN to appear in FILE.
 wait_for() {
@@ -75,3 +76,122 @@ test_signals_hidden_sigwait() { check_hidden sigwait thread; }
 # CPROF_CPU_TIMER=process: the shim's signal is SIGPROF; the same holds.
 test_signals_hidden_signalfd_process_timer() { check_hidden signalfd process; }
 test_signals_hidden_sigwaitinfo_process_timer() { check_hidden sigwaitinfo process; }
+
+# exec_case NAME [ENV=VALUE ...] -- sig_exec ARGS: runs sig_exec (which
+# hands the static child on) unprofiled and profiled; the test sends
+# SIGUSR2 to the child once it is ready, then lets it finish. The exit
+# status and the output (but the pid) must be the same in both runs.
+# Sets EXEC_STATUS to the status.
+exec_one() {
+	local out=$1
+	shift
+	rm -f go
+	"$@" >"$out" 2>"$out.err" &
+	local pid=$!
+	if ! wait_for "$out" '^ready '; then
+		kill -KILL "$pid"
+		wait "$pid"
+		EXEC_STATUS=99
+		return
+	fi
+	kill -USR2 "$(sed -n 's/^ready //p' "$out")"
+	touch go
+	wait "$pid"
+	EXEC_STATUS=$?
+	sed -i 's/^ready [0-9]*$/ready PID/' "$out"
+}
+
+exec_case() {
+	local name=$1
+	shift
+	local envs=()
+	while [ "$1" != "--" ]; do
+		envs+=("$1")
+		shift
+	done
+	shift
+	exec_one "$name.want" "$PROGS/sig_exec" "$@"
+	local want=$EXEC_STATUS
+	profiled_argv "prof.$name" CPROF_CPU_HZ=1000 "${envs[@]}" -- "$PROGS/sig_exec" "$@"
+	exec_one "$name.got" env "${PROFILED[@]}"
+	local got=$EXEC_STATUS
+	echo "$name: status $got (unprofiled $want): $(grep -v '^ready\|^parent' "$name.got" | tr '\n' ';')"
+	[ "$got" -eq "$want" ] || fail "$name: exit status $got, unprofiled $want" || return 1
+	cmp -s "$name.want" "$name.got" || { diff "$name.want" "$name.got"; fail "$name: output differs"; return 1; }
+	EXEC_STATUS=$got
+}
+
+# SIGUSR2 (the dump signal) set to SIG_IGN survives execve and every exec
+# variant into a program the shim cannot enter: the static child ignores
+# the test's SIGUSR2 and exits 0, as unprofiled (it died of it, 140, with
+# SIG_DFL handed on). A program that did not ignore SIGUSR2 still hands
+# SIG_DFL: its child dies of SIGUSR2 in both runs. With every signal
+# blocked, the child starts with the timer's signal blocked as the
+# program asked, and nothing pending.
+test_signals_exec_keeps_ignored() {
+	local child=$PROGS/sig_child_static mode
+	exec_case execve -- execve "$child" go ignore || return 1
+	[ "$EXEC_STATUS" -eq 0 ] || fail "execve: the child did not survive SIGUSR2" || return 1
+	grep -q '^child: usr2=ignored' execve.got || fail "execve: $(cat execve.got)" || return 1
+	for mode in execv execvp execvpe execl execlp execle fexecve execveat; do
+		exec_case "$mode" -- "$mode" "$child" go ignore || return 1
+		[ "$EXEC_STATUS" -eq 0 ] || fail "$mode: status $EXEC_STATUS" || return 1
+	done
+	exec_case default -- execve "$child" go || return 1
+	[ "$EXEC_STATUS" -eq 140 ] || fail "not ignored: want death by SIGUSR2 (140), got $EXEC_STATUS" || return 1
+	exec_case blocked -- execve "$child" go ignore block || return 1
+	grep -q '^child: usr2=ignored rtmax-4 blocked=1 prof blocked=1 pending: none$' blocked.got ||
+		fail "blocked: $(cat blocked.got)" || return 1
+	# A dynamic child, which the shim enters again, sees the same.
+	exec_case dynamic -- execve "$PROGS/sig_child" go ignore block || return 1
+	grep -q '^child: usr2=ignored rtmax-4 blocked=1 prof blocked=1 pending: none$' dynamic.got ||
+		fail "dynamic: $(cat dynamic.got)" || return 1
+}
+
+# The same through posix_spawn, posix_spawnp, system and popen (a shell,
+# itself under the shim, runs the static child): the parent's SIG_IGN is
+# what the child gets; SIG_DFL stays SIG_DFL.
+test_signals_spawn_keeps_ignored() {
+	local child=$PROGS/sig_child_static mode
+	for mode in posix_spawn posix_spawnp system popen; do
+		exec_case "$mode" -- "$mode" "$child" go ignore || return 1
+		grep -q '^child: exit 0$' "$mode.got" || fail "$mode: the child did not survive" || return 1
+		exec_case "$mode.default" -- "$mode" "$child" go || return 1
+		grep -q '^child: survived' "$mode.default.got" && { fail "$mode: SIG_DFL not handed on"; return 1; }
+	done
+	# A vfork child that sets SIGUSR2 to SIG_DFL before its execve: the
+	# child dies of the test's SIGUSR2, and the parent (whose memory the
+	# child shared) still has it ignored.
+	exec_case vfork -- vfork "$child" go ignore || return 1
+	grep -q '^after vfork: usr2=ignored$' vfork.got || fail "vfork: $(cat vfork.got)" || return 1
+	grep -q '^child: signal 12$' vfork.got || fail "vfork: the child did not die of SIGUSR2" || return 1
+	exec_case spawn.blocked -- posix_spawn "$child" go ignore block || return 1
+	grep -q 'rtmax-4 blocked=1 prof blocked=1 pending: none$' spawn.blocked.got ||
+		fail "spawn.blocked: $(cat spawn.blocked.got)" || return 1
+}
+
+# An exec or spawn that fails: the error is the same, SIGUSR2 still reads
+# back as ignored, and the shim's own handler is back (a SIGUSR2 raised
+# after the failure writes a dump: a profile of sig_exec exists even when
+# the exec that follows replaces it); then the real call works.
+test_signals_exec_failure_restores() {
+	local child=$PROGS/sig_child_static mode n
+	for mode in execve execvp execl posix_spawn system; do
+		exec_case "$mode" -- "$mode" "$child" go ignore retry || return 1
+		grep -q '^failed attempt: .* usr2=ignored$' "$mode.got" || fail "$mode: $(cat "$mode.got")" || return 1
+		n=$(ls "prof.$mode" | grep -c '^sig_exec\..*\.cpu\.pb\.gz$')
+		echo "$mode: $n sig_exec cpu profiles"
+		[ "$n" -ge 1 ] || fail "$mode: no dump on SIGUSR2 after the failed call: the handler is gone" || return 1
+	done
+}
+
+# CPROF_CPU_TIMER=process: the shim's ITIMER_PROF would survive exec (as
+# interval timers do) and its SIGPROF kill the static child (155); the
+# child must get no timer and nothing pending, and still SIG_IGN.
+test_signals_exec_process_timer() {
+	local child=$PROGS/sig_child_static
+	exec_case process CPROF_CPU_TIMER=process -- execve "$child" go ignore || return 1
+	[ "$EXEC_STATUS" -eq 0 ] || fail "status $EXEC_STATUS" || return 1
+	exec_case process.blocked CPROF_CPU_TIMER=process -- execve "$child" go ignore block || return 1
+	[ "$EXEC_STATUS" -eq 0 ] || fail "blocked: status $EXEC_STATUS" || return 1
+}
