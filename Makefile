@@ -37,7 +37,8 @@ CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
 	preload/symbolize.c preload/pprof.c preload/clock.c preload/labels.c
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
-	preload/dump.c preload/heap.c preload/mutex.c preload/block.c
+	preload/dump.c preload/heap.c preload/mutex.c preload/block.c \
+	preload/sigmask.c preload/exec.c
 PROTO_C := $(GEN)/profile.pb-c.c
 PROTO_H := $(GEN)/profile.pb-c.h
 
@@ -57,7 +58,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PROG_C := $(filter-out tests/progs/plugin.c,$(wildcard tests/progs/*.c))
 PROG_CXX := $(wildcard tests/progs/*.cc)
 PROG_BIN := $(PROG_C:tests/progs/%.c=$(BUILD)/progs/%) \
-	$(PROG_CXX:tests/progs/%.cc=$(BUILD)/progs/%)
+	$(PROG_CXX:tests/progs/%.cc=$(BUILD)/progs/%) $(BUILD)/progs/sig_child_static
 
 .PHONY: all deps deps-check demo test unit e2e bench install clean
 .DEFAULT_GOAL := all
@@ -97,7 +98,8 @@ $(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
 	@mkdir -p $(OBJ)
 	$(CC) $(BASE_CFLAGS) $(WARN) -c $< -o $@
 
-$(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/clock.o $(OBJ)/init.o: preload/wait.h
+$(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/clock.o $(OBJ)/init.o $(OBJ)/sigmask.o \
+	$(OBJ)/exec.o: preload/wait.h
 
 $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^
@@ -125,6 +127,11 @@ $(BUILD)/progs/%: tests/progs/%.c include/cprof.h
 $(BUILD)/progs/%: tests/progs/%.cc
 	@mkdir -p $(BUILD)/progs
 	$(CXX) -g -O1 -Wall -o $@ $< -lpthread -ldl
+
+# The same child, static: a program the shim cannot enter (as a setuid one).
+$(BUILD)/progs/sig_child_static: tests/progs/sig_child.c
+	@mkdir -p $(BUILD)/progs
+	$(CC) -std=gnu11 -g -O1 -Wall -static -o $@ $<
 
 $(BUILD)/progs/libplugin.so: tests/progs/plugin.c
 	@mkdir -p $(BUILD)/progs

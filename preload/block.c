@@ -343,13 +343,33 @@ BLOCKING(pid_t, wait4, (pid_t pid, int *status, int options, struct rusage *usag
 	 (pid, status, options, usage))
 BLOCKING(int, waitid, (idtype_t type, id_t id, siginfo_t *info, int options),
 	 (type, id, info, options))
-BLOCKING(int, sigwait, (const sigset_t *__restrict set, int *__restrict sig), (set, sig))
-BLOCKING(int, sigwaitinfo, (const sigset_t *__restrict set, siginfo_t *__restrict info),
-	 (set, info))
-BLOCKING(int, sigtimedwait,
-	 (const sigset_t *__restrict set, siginfo_t *__restrict info,
-	  const struct timespec *__restrict timeout),
-	 (set, info, timeout))
+/* The signal waits never wait for the CPU timer's signal (sigmask.c):
+ * `set` loses it before the call. */
+#define BLOCKING_SIGSET(ret, name, params, args)                                      \
+	CPROF_NEXT(ret, name, params, args)                                          \
+	CPROF_WAIT_SELF(name);                                                       \
+	__attribute__((noinline)) static ret timed_##name params                     \
+	{                                                                            \
+		int64_t start = cprof_wait_now();                                    \
+		ret result = real_##name args;                                       \
+		cprof_block_wait((uintptr_t)cprof_self_##name, cprof_wait_now() - start); \
+		return result;                                                       \
+	}                                                                            \
+	CPROF_EXPORT CPROF_SIGSAFE ret name params                                   \
+	{                                                                            \
+		sigset_t filtered;                                                   \
+		set = cprof_sigmask_filter(set, &filtered);                          \
+		if (!cprof_block_on || cprof_thread.busy)                             \
+			return real_##name args;                                     \
+		return timed_##name args;                                            \
+	}
+BLOCKING_SIGSET(int, sigwait, (const sigset_t *__restrict set, int *__restrict sig), (set, sig))
+BLOCKING_SIGSET(int, sigwaitinfo, (const sigset_t *__restrict set, siginfo_t *__restrict info),
+		(set, info))
+BLOCKING_SIGSET(int, sigtimedwait,
+		(const sigset_t *__restrict set, siginfo_t *__restrict info,
+		 const struct timespec *__restrict timeout),
+		(set, info, timeout))
 
 /* System V IPC. */
 BLOCKING(ssize_t, msgrcv, (int id, void *msg, size_t n, long type, int flags),

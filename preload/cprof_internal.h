@@ -252,6 +252,30 @@ void cprof_signals_init(void);
  * when it asks. Returns 0 or -errno. */
 int cprof_signal_take(int sig, void (*handler)(int, siginfo_t *, void *));
 
+/* ---- the hidden signal and exec (sigmask.c, exec.c) ----------------- */
+
+/* The CPU timer's signal while the CPU profile owns it: never blocked,
+ * never readable by the program (see sigmask.c). 0 when none. */
+CPROF_SIGSAFE int cprof_sigmask_hidden(void);
+/* This thread's program asked for the hidden signal blocked. */
+CPROF_SIGSAFE bool cprof_sigmask_view(void);
+/* `set` without the hidden signal: `set` itself, or `copy` filled. */
+CPROF_SIGSAFE const sigset_t *cprof_sigmask_filter(const sigset_t *set, sigset_t *copy);
+void cprof_sigmask_hide(int sig);      /* the CPU profile takes `sig` */
+void cprof_sigmask_release(int sig);   /* and gives it to the program */
+/* In a new thread: unblock the hidden signal, remember the creator's view
+ * (`inherited`) or the real bit as the program's. */
+void cprof_sigmask_thread_start(bool inherited);
+void cprof_sigmask_init(void);         /* next definitions */
+void cprof_exec_init(void);            /* next definitions */
+
+/* signals.c, for exec.c: set SIG_IGN for real for every owned signal the
+ * program ignores (the kernel resets handled ones to SIG_DFL at exec);
+ * returns them as bits (1 << (sig - 1)). Writes no memory (vfork). */
+CPROF_SIGSAFE uint64_t cprof_signals_ignore_for_exec(void);
+/* Puts the shim's handlers back on those still owned. */
+CPROF_SIGSAFE void cprof_signals_reinstall(uint64_t which);
+
 /* ---- symbolization (symbolize.c, dump path only) -------------------- */
 
 typedef struct cprof_mapping {

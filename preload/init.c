@@ -38,6 +38,7 @@ typedef struct thread_start {
 	void *(*fn)(void *);
 	void *arg;
 	uint32_t labels; /* the creator's: a thread inherits them, as goroutines do */
+	bool sigmask_view; /* the creator's view of the hidden signal (sigmask.c) */
 } thread_start_t;
 
 static void *thread_trampoline(void *p)
@@ -47,6 +48,7 @@ static void *thread_trampoline(void *p)
 	free(p);
 	cprof_thread.labels = start.labels;
 	thread_started();
+	cprof_sigmask_thread_start(start.sigmask_view);
 	cprof_thread.busy--;
 	/* A tail call: the trampoline leaves no frame in the thread's stacks. */
 	return start.fn(start.arg);
@@ -67,6 +69,7 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 	start->fn = fn;
 	start->arg = arg;
 	start->labels = cprof_thread.labels;
+	start->sigmask_view = cprof_sigmask_view();
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
 		free(start);

@@ -14,23 +14,37 @@
  * (and says so once for the CPU signal and the dump signal); SIG_IGN and SIG_DFL
  * are remembered and reported back, except that SIG_IGN for SIGTERM/SIGINT
  * is installed for real, since our handler would otherwise end the process.
+ * The CPU signal is also hidden from the program's masks and signal waits
+ * (sigmask.c); what it ignored is ignored again at exec (exec.c, through
+ * cprof_signals_ignore_for_exec).
  *
- * CPROF_SIGSAFE: on_dump_signal and on_terminate.
+ * A vfork child shares the parent's memory: there sigaction writes nothing
+ * of ours and goes to the kernel as it would without the shim (found by
+ * the process id the shim last saw, so a raw clone child is treated the
+ * same way).
+ *
+ * CPROF_SIGSAFE: on_dump_signal, on_terminate, sigaction, and the exec
+ * helpers.
  */
 #include "cprof_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef enum { ROLE_NONE, ROLE_PROF, ROLE_DUMP, ROLE_FINAL } signal_role_t;
 
 typedef struct owned_signal {
 	atomic_int role;           /* ROLE_NONE when not ours */
 	struct sigaction program;  /* the action the program believes it has */
+	struct sigaction ours;     /* the handler installed */
 } owned_signal_t;
 
 static owned_signal_t owned[_NSIG];
+static pid_t owner_pid; /* the process whose owned[] this is */
 
 static signal_role_t role_for(int sig)
 {
@@ -53,7 +67,10 @@ int cprof_signal_take(int sig, void (*handler)(int, siginfo_t *, void *))
 	if (real_sigaction(sig, &sa, &old) != 0)
 		return -errno;
 	owned[sig].program = old;
+	owned[sig].ours = sa;
 	atomic_store(&owned[sig].role, role_for(sig));
+	if (role_for(sig) == ROLE_PROF)
+		cprof_sigmask_hide(sig);
 	return 0;
 }
 
@@ -84,8 +101,17 @@ CPROF_SIGSAFE static void on_terminate(int sig, siginfo_t *info, void *ucontext)
 	errno = saved_errno;
 }
 
+static void signals_atfork_child(void)
+{
+	owner_pid = (pid_t)syscall(SYS_getpid);
+}
+
 void cprof_signals_init(void)
 {
+	owner_pid = (pid_t)syscall(SYS_getpid);
+	pthread_atfork(NULL, NULL, signals_atfork_child);
+	cprof_sigmask_init();
+	cprof_exec_init();
 	int dump = cprof_config.dump_signal;
 	if (dump > 0) {
 		int err = cprof_signal_take(dump, on_dump_signal);
@@ -117,6 +143,7 @@ static void step_aside(int sig, signal_role_t role)
 {
 	atomic_store(&owned[sig].role, ROLE_NONE);
 	if (role == ROLE_PROF) {
+		cprof_sigmask_release(sig);
 		cprof_cpu_step_aside();
 		cprof_log("the program installs its own handler for signal %d, which the CPU "
 			  "profile's timers use; the CPU profile stops here and keeps what "
@@ -127,6 +154,23 @@ static void step_aside(int sig, signal_role_t role)
 	}
 }
 
+static bool is_ours(int sig, const struct sigaction *act)
+{
+	return (act->sa_flags & SA_SIGINFO) && act->sa_sigaction == owned[sig].ours.sa_sigaction;
+}
+
+/* In another process than owned[]'s (a vfork child): the kernel's action,
+ * reported as the program's view where it is still our handler. */
+static int sigaction_foreign(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	struct sigaction kernel;
+	if (real_sigaction(sig, act, &kernel) != 0)
+		return -1;
+	if (old)
+		*old = is_ours(sig, &kernel) ? owned[sig].program : kernel;
+	return 0;
+}
+
 CPROF_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
 	if (CPROF_UNLIKELY(!real_sigaction))
@@ -134,6 +178,8 @@ CPROF_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigactio
 	signal_role_t role = (sig > 0 && sig < _NSIG) ? atomic_load(&owned[sig].role) : ROLE_NONE;
 	if (role == ROLE_NONE)
 		return real_sigaction(sig, act, old);
+	if ((pid_t)syscall(SYS_getpid) != owner_pid)
+		return sigaction_foreign(sig, act, old);
 
 	struct sigaction previous = owned[sig].program;
 	if (act) {
@@ -180,4 +226,41 @@ CPROF_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 CPROF_EXPORT sighandler_t bsd_signal(int sig, sighandler_t handler)
 {
 	return bsd_signal_impl(sig, handler);
+}
+
+/* ---- exec (exec.c) ------------------------------------------------------ */
+
+static bool program_ignores(int sig)
+{
+	const struct sigaction *p = &owned[sig].program;
+	return !(p->sa_flags & SA_SIGINFO) && p->sa_handler == SIG_IGN;
+}
+
+CPROF_SIGSAFE uint64_t cprof_signals_ignore_for_exec(void)
+{
+	struct sigaction ignore;
+	memset(&ignore, 0, sizeof ignore);
+	ignore.sa_handler = SIG_IGN;
+	sigemptyset(&ignore.sa_mask);
+	uint64_t which = 0;
+	for (int sig = 1; sig < _NSIG && sig <= 64; sig++) {
+		if (atomic_load_explicit(&owned[sig].role, memory_order_relaxed) == ROLE_NONE ||
+		    !program_ignores(sig))
+			continue;
+		/* Only where the kernel still has our handler: a vfork child
+		 * that set the signal itself (sigaction_foreign) keeps its own. */
+		struct sigaction cur;
+		if (real_sigaction(sig, NULL, &cur) == 0 && is_ours(sig, &cur) &&
+		    real_sigaction(sig, &ignore, NULL) == 0)
+			which |= 1ULL << (sig - 1);
+	}
+	return which;
+}
+
+CPROF_SIGSAFE void cprof_signals_reinstall(uint64_t which)
+{
+	for (int sig = 1; sig < _NSIG && sig <= 64; sig++)
+		if ((which >> (sig - 1)) & 1 &&
+		    atomic_load_explicit(&owned[sig].role, memory_order_relaxed) != ROLE_NONE)
+			real_sigaction(sig, &owned[sig].ours, NULL);
 }
