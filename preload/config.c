@@ -158,6 +158,23 @@ static void read_cpu_timer(void)
 	cprof_log("CPROF_CPU_TIMER=\"%s\" is neither thread nor process; using thread", s);
 }
 
+/* CPROF_LINES: program (default), all, none. */
+static void read_lines(void)
+{
+	static const char *const names[] = { [CPROF_LINES_PROGRAM] = "program",
+					     [CPROF_LINES_ALL] = "all",
+					     [CPROF_LINES_NONE] = "none" };
+	const char *s = getenv("CPROF_LINES");
+	if (!s)
+		return;
+	for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(s, names[i]) == 0) {
+			cprof_config.lines = i;
+			return;
+		}
+	cprof_log("CPROF_LINES=\"%s\" is not program, all or none; using program", s);
+}
+
 static void read_out_dir(void)
 {
 	const char *s = getenv("CPROF_OUT");
@@ -208,6 +225,7 @@ void cprof_config_load(void)
 	 * 5% at 100 us. Waits of 100 us and more are all kept, exactly. */
 	cprof_config.mutex_fraction = 10;
 	cprof_config.block_rate = 100000;
+	cprof_config.lines = CPROF_LINES_PROGRAM;
 
 	read_out_dir();
 	read_profiles();
@@ -221,4 +239,5 @@ void cprof_config_load(void)
 	read_unsigned("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
 	read_signal();
 	read_cpu_timer();
+	read_lines();
 }

@@ -51,7 +51,17 @@ typedef struct cprof_config {
 	uint64_t seed;           /* CPROF_SEED: 0 = random; else repeatable sampling */
 	unsigned mutex_fraction; /* CPROF_MUTEX_FRACTION: 1 in N contentions kept */
 	uint64_t block_rate;     /* CPROF_BLOCK_RATE: ns; waits >= this always kept */
+	unsigned lines;          /* CPROF_LINES: a cprof_lines_t */
 } cprof_config_t;
+
+/* Which modules get DWARF source lines and inline frames at dump time
+ * (function names come from the symbol tables in every case). Zero is the
+ * default, so a zeroed configuration (tools, unit tests) means it too. */
+typedef enum cprof_lines {
+	CPROF_LINES_PROGRAM = 0, /* all but system libraries' separate debug files */
+	CPROF_LINES_ALL = 1,
+	CPROF_LINES_NONE = 2,
+} cprof_lines_t;
 
 #define CPROF_DEPTH_LIMIT 512
 
