@@ -95,3 +95,45 @@ test_lines_bad_value() {
 	grep -q 'msort\.c' bad.raw && fail "default not kept: libc has lines" && return 1
 	return 0
 }
+
+# Sampled blocks live at marked addresses (preload/heap.c, "marked
+# blocks") so that free needs no table lookup for the others. The malloc
+# family's contracts hold on them at every mark alignment (rate 1 and
+# 4096: 64, 65536: 1024, the default: 4096) and with tcmalloc next in line: same
+# output as unprofiled; at rate 1 every sample is tracked (no
+# "[cprof: dropped]"), kept blocks counted exactly, the rest freed to 0.
+test_heap_marked_blocks() {
+	"$PROGS/heap_marked" >want || fail "unprofiled: exit $?" || return 1
+	grep -q 'resident set untouched' want || fail "unprofiled calloc touched its pages" || return 1
+	local rate
+	for rate in 1 4096 65536 524288; do
+		run_profiled "r$rate" CPROF_PROFILES=heap CPROF_HEAP_RATE=$rate -- \
+			"$PROGS/heap_marked" >"got$rate" 2>err || fail "rate $rate: exit $?: $(cat err)" || return 1
+		cmp -s want "got$rate" || { diff want "got$rate"; fail "rate $rate: output differs"; return 1; }
+	done
+	local file
+	file=$(profile_of r1 heap)
+	"$CPROF" raw "$file" >raw || fail "cprof raw" || return 1
+	grep -q 'cprof: dropped' raw && fail "rate 1: a sample was not tracked" && return 1
+	local kept main
+	kept=$(cprof_value "$file" keep_blocks cum inuse_space)
+	echo "rate 1: keep_blocks inuse_space $kept"
+	[ "$kept" = 100000 ] || fail "keep_blocks inuse_space $kept, want 100000" || return 1
+	# Everything else main allocated was freed: in use under main are the
+	# kept blocks and stdio's buffer for stdout.
+	local stdio
+	main=$(cprof_value "$file" main cum inuse_space)
+	stdio=$(cprof_value "$file" _IO_file_doallocate cum inuse_space)
+	[ "$main" = $((100000 + stdio)) ] ||
+		fail "main inuse_space $main, want 100000 + stdout's buffer $stdio" || return 1
+
+	local tc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+	[ -f "$tc" ] || fail "no $tc (make deps installs libgoogle-perftools4)" || return 1
+	env LD_PRELOAD="$tc" "$PROGS/heap_marked" >want_tc || fail "tcmalloc alone: exit $?" || return 1
+	env CPROF_OUT=tc CPROF_PROFILES=heap CPROF_HEAP_RATE=1 LD_PRELOAD="$SHIM $tc" \
+		"$PROGS/heap_marked" >got_tc 2>err || fail "under tcmalloc: exit $?: $(cat err)" || return 1
+	cmp -s want_tc got_tc || { diff want_tc got_tc; fail "output differs under tcmalloc"; return 1; }
+	kept=$(cprof_value "$(profile_of tc heap)" keep_blocks cum inuse_space)
+	echo "under tcmalloc: keep_blocks inuse_space $kept"
+	[ "$kept" = 100000 ] || fail "under tcmalloc: keep_blocks $kept, want 100000" || return 1
+}
