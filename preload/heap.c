@@ -534,11 +534,6 @@ static void *heap_alloc_marked(size_t size, size_t align)
 	return p;
 }
 
-/* The live table's index: a multiplicative hash, spread evenly. */
-static inline uint64_t address_hash(const void *p)
-{
-	return (uintptr_t)p * HASH_MULTIPLIER;
-}
 
 /* The filter's index keeps locality: one counter per granule of the
  * mark's alignment (a page at the default rate), which holds two marked
@@ -579,6 +574,21 @@ static void filter_add(const void *p, int delta)
 		;
 }
 
+/* The live table's index keeps locality too: the marked addresses of 32
+ * neighbouring granules (128 KiB of heap at the default mark) have a run
+ * of 64 slots of their own, two a granule (offsets 0 and 16), and the
+ * runs are placed by a multiplicative hash of the region. So samples
+ * touch as many pages of the table as the heap has sampled regions, not
+ * a page each: with a hashed slot per block, heap_work's samples faulted
+ * in a page of the 3 MiB table each, some 700 page faults a run. */
+static inline size_t live_index(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	uintptr_t granule = a >> __atomic_load_n(&filter_shift, __ATOMIC_RELAXED);
+	size_t run = (size_t)(((uint64_t)(granule >> 5) * HASH_MULTIPLIER) >> (live.shift + 6));
+	return ((run << 6) | ((granule & 31) << 1) | ((a >> 4) & 1)) & live.mask;
+}
+
 /* Claims a slot for a block; NULL when N blocks are already held (or,
  * far less likely, the block's neighbourhood is full). */
 static live_slot_t *live_insert(const void *p)
@@ -587,7 +597,7 @@ static live_slot_t *live_insert(const void *p)
 		atomic_fetch_sub_explicit(&live.live, 1, memory_order_relaxed);
 		return NULL;
 	}
-	size_t i = address_hash(p) >> live.shift;
+	size_t i = live_index(p);
 	for (int probe = 0; probe < LIVE_PROBES; probe++, i = (i + 1) & live.mask) {
 		uintptr_t cur = atomic_load_explicit(&live.slots[i].block, memory_order_relaxed);
 		if (cur <= LIVE_TOMBSTONE &&
@@ -605,7 +615,7 @@ static live_slot_t *live_insert(const void *p)
  * empty one: nothing was placed past it. */
 static live_slot_t *live_find(const void *p)
 {
-	size_t i = address_hash(p) >> live.shift;
+	size_t i = live_index(p);
 	for (int probe = 0; probe < LIVE_PROBES; probe++, i = (i + 1) & live.mask) {
 		uintptr_t cur = atomic_load_explicit(&live.slots[i].block, memory_order_acquire);
 		if (cur == (uintptr_t)p)
