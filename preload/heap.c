@@ -61,7 +61,7 @@
  * free). Counted with cachegrind on bench/heap_work.c: the wrappers add
  * 16 instructions a pair; at the default rate the rest adds 2 to 3 more
  * and 0.25 D1 misses a pair, against 10 and 0.8 with the filter on every
- * free (bench/RESULTS.md, "Heap", has the times).
+ * free (bench/RESULTS.md, "Issue 9", has the times).
  * Only a sampled allocation unwinds, with the re-entrancy guard held, and
  * the profiler's own allocations (cprof_thread.busy > 0) are never
  * sampled.
