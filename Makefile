@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := gcc g++ make libc6-dev binutils \
 	libunwind-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler \
 	libdw-dev libelf-dev libcmocka-dev golang-go \
 	libgoogle-perftools4 google-perftools heaptrack \
-	clang libclang-rt-14-dev \
+	clang libclang-rt-14-dev libc6-dbg \
 	chromium libxml2-utils netpbm
 
 PREFIX ?= /usr/local

@@ -15,7 +15,12 @@
  * hwm_kb, the peak resident set before main returns (VmHWM), so before
  * any profile is written at exit.
  *
- *   usage: heap_work [PAIRS_PER_THREAD]   (default 20000000)
+ *   usage: heap_work [PAIRS_PER_THREAD [WINDOW [MAX_SIZE]]]
+ *          (default 20000000 1024 1024)
+ *
+ * WINDOW (a power of two, up to 65536) and MAX_SIZE (a power of two, 256
+ * and up) give the other shape issue 9 measured: 4096 live blocks per
+ * thread, sizes 16 .. 4096 (the same 3-in-4-small mix, scaled).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -26,7 +31,10 @@
 #include <time.h>
 
 #define THREADS 2
-#define WINDOW 1024
+#define WINDOW_MAX 65536
+
+static unsigned window_size = 1024; /* live blocks per thread */
+static size_t size_mask = 1023;     /* MAX_SIZE - 1 */
 
 typedef struct worker {
 	uint64_t rng;
@@ -70,7 +78,7 @@ static inline uint64_t next_random(uint64_t *s)
 static inline size_t mixed_size(uint64_t r)
 {
 	/* 3 in 4 under 256 bytes, the rest up to 1024. */
-	return (r & 3) ? 16 + ((r >> 2) & 239) : 16 + ((r >> 2) & 1007);
+	return (r & 3) ? 16 + ((r >> 2) & 239) : 16 + ((r >> 2) & (size_mask - 16));
 }
 
 __attribute__((noinline)) static void *make_object(size_t size, uint64_t tag)
@@ -94,18 +102,18 @@ __attribute__((noinline)) static uint64_t drop_object(void *p)
 static void *worker_main(void *arg)
 {
 	worker_t *w = arg;
-	void *window[WINDOW];
+	void *window[window_size]; /* on the thread's stack, as before */
 	uint64_t sum = 0;
 	int64_t t0 = thread_cpu_ns();
-	for (int i = 0; i < WINDOW; i++)
+	for (unsigned i = 0; i < window_size; i++)
 		window[i] = make_object(mixed_size(next_random(&w->rng)), (uint64_t)i);
 	for (uint64_t n = 0; n < w->pairs; n++) {
 		uint64_t r = next_random(&w->rng);
-		unsigned i = (unsigned)(r >> 40) & (WINDOW - 1);
+		unsigned i = (unsigned)(r >> 40) & (window_size - 1);
 		sum += drop_object(window[i]);
 		window[i] = make_object(mixed_size(r), n);
 	}
-	for (int i = 0; i < WINDOW; i++)
+	for (unsigned i = 0; i < window_size; i++)
 		sum += drop_object(window[i]);
 	w->checksum = sum;
 	w->cpu_ns = thread_cpu_ns() - t0;
@@ -115,6 +123,16 @@ static void *worker_main(void *arg)
 int main(int argc, char **argv)
 {
 	uint64_t pairs = argc > 1 ? strtoull(argv[1], NULL, 10) : 20000000;
+	if (argc > 2)
+		window_size = (unsigned)strtoul(argv[2], NULL, 10);
+	if (argc > 3)
+		size_mask = strtoul(argv[3], NULL, 10) - 1;
+	if (window_size == 0 || window_size > WINDOW_MAX || (window_size & (window_size - 1)) ||
+	    size_mask < 255 || (size_mask & (size_mask + 1))) {
+		fprintf(stderr, "usage: %s [PAIRS [WINDOW (power of 2 <= %d) [MAX_SIZE (power of 2 >= 256)]]]\n",
+			argv[0], WINDOW_MAX);
+		return 2;
+	}
 	worker_t w[THREADS];
 	pthread_t t[THREADS];
 	for (int i = 0; i < THREADS; i++) {

@@ -171,6 +171,23 @@ static void read_wait_clock(void)
 	cprof_log("CPROF_CLOCK=\"%s\" is neither auto nor monotonic; using auto", s);
 }
 
+/* CPROF_LINES: program (default), all, none. */
+static void read_lines(void)
+{
+	static const char *const names[] = { [CPROF_LINES_PROGRAM] = "program",
+					     [CPROF_LINES_ALL] = "all",
+					     [CPROF_LINES_NONE] = "none" };
+	const char *s = getenv("CPROF_LINES");
+	if (!s)
+		return;
+	for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(s, names[i]) == 0) {
+			cprof_config.lines = i;
+			return;
+		}
+	cprof_log("CPROF_LINES=\"%s\" is not program, all or none; using program", s);
+}
+
 static void read_out_dir(void)
 {
 	const char *s = getenv("CPROF_OUT");
@@ -223,6 +240,7 @@ void cprof_config_load(void)
 	cprof_config.block_rate = 100000;
 	cprof_config.wait_clock = CPROF_CLOCK_AUTO;
 	cprof_config.label_sets = 4096;
+	cprof_config.lines = CPROF_LINES_PROGRAM;
 
 	read_out_dir();
 	read_profiles();
@@ -238,4 +256,5 @@ void cprof_config_load(void)
 	read_signal();
 	read_cpu_timer();
 	read_wait_clock();
+	read_lines();
 }

@@ -53,9 +53,19 @@ typedef struct cprof_config {
 	uint64_t block_rate;     /* CPROF_BLOCK_RATE: ns; waits >= this always kept */
 	int wait_clock;          /* CPROF_CLOCK: CPROF_CLOCK_AUTO or _MONOTONIC */
 	unsigned label_sets;     /* CPROF_LABEL_SETS: distinct label sets held */
+	unsigned lines;          /* CPROF_LINES: a cprof_lines_t */
 } cprof_config_t;
 
 enum { CPROF_CLOCK_AUTO = 0, CPROF_CLOCK_MONOTONIC = 1 };
+
+/* Which modules get DWARF source lines and inline frames at dump time
+ * (function names come from the symbol tables in every case). Zero is the
+ * default, so a zeroed configuration (tools, unit tests) means it too. */
+typedef enum cprof_lines {
+	CPROF_LINES_PROGRAM = 0, /* all but system libraries' separate debug files */
+	CPROF_LINES_ALL = 1,
+	CPROF_LINES_NONE = 2,
+} cprof_lines_t;
 
 #define CPROF_DEPTH_LIMIT 512
 

@@ -23,10 +23,13 @@
  * bytes already scaled too, so the totals stay unbiased.
  *
  * The live-sample table remembers each sampled block (address -> entry,
- * size) so that its free takes it out of inuse_*. In front of it, a filter
- * of one-byte counters, one per 256-byte granule of the address space
- * (folded), counts the live sampled blocks that start there: an unsampled
- * free reads one counter, finds 0 and goes straight to the real free.
+ * size) so that its free takes it out of inuse_*. Every tracked sample
+ * sits at a marked address (0 or 16 modulo an alignment, 4096 at the
+ * default rate; see "marked blocks"), so a free of any other address goes
+ * straight to the real free. For marked addresses, a filter of one-byte
+ * counters, one per granule of that alignment (folded), counts the live
+ * sampled blocks that start there: a free of an ordinary block that
+ * happens to be at a marked address reads one counter and finds 0.
  * Both are mmap'd once, at start, sized by CPROF_HEAP_SAMPLES (N live
  * sampled blocks, default 65536): 2N rounded up to a power of two slots of
  * 24 bytes, plus 16N rounded up counters of one byte; 64 bytes per block,
@@ -52,11 +55,13 @@
  * CPROF_SIGSAFE: every wrapper and what it calls. They allocate nothing of
  * their own, take no lock, print nothing and leave errno as the real call
  * left it. The fast paths cost: malloc, a thread-local subtraction and a
- * test before the tail call (7 instructions); free, an index from the
- * address, a one-byte load (the filter) and a range test (the arena)
- * before the tail call (16 instructions). Measured: 0.4-0.9 ns per
- * malloc+free pair for the wrappers, 1.1-1.9 ns in all at the default rate
- * (bench/RESULTS.md, "Heap").
+ * test before the tail call (7 instructions); free, an AND of the address
+ * with the mark's mask and a range test (the arena) before the tail call
+ * (9 instructions, no load but the mask's; 17 with the filter on every
+ * free). Counted with cachegrind on bench/heap_work.c: the wrappers add
+ * 16 instructions a pair; at the default rate the rest adds 2 to 3 more
+ * and 0.25 D1 misses a pair, against 10 and 0.8 with the filter on every
+ * free (bench/RESULTS.md, "Issue 9", has the times).
  * Only a sampled allocation unwinds, with the re-entrancy guard held, and
  * the profiler's own allocations (cprof_thread.busy > 0) are never
  * sampled.
@@ -474,25 +479,78 @@ static struct {
 	size_t map_bytes;
 } live;
 
-/* The live table's index: a multiplicative hash, spread evenly. */
-static inline uint64_t address_hash(const void *p)
+/* ---- marked blocks ---------------------------------------------------
+ * free must tell a sampled block from the others without touching memory
+ * the allocator does not touch itself: a filter lookup per free (one byte
+ * of a table of our own) was most of what the heap profile cost a
+ * malloc/free loop. So every tracked sample is placed where few other
+ * blocks are: at an address that is 0 or 16 modulo heap_mark_align (4096
+ * at the default rate). A sampled malloc asks the next posix_memalign for
+ * that alignment; sampled calloc, realloc and the aligned family keep the
+ * next allocator's block when it is already there (large blocks are:
+ * page-aligned, or 16 past a page where glibc maps them itself) and
+ * otherwise move it to an aligned one. A free looks at the address only:
+ * one AND and a branch. The few ordinary blocks that fall on such an
+ * address (2 in 256 of glibc's small ones at 4096) go on to the filter
+ * and the table, as every free did before. Counted with cachegrind on
+ * bench/heap_work.c at the default rate (its samples come every 850 to
+ * 2300 pairs): the placement costs glibc about 1.5 instructions a pair
+ * (memalign's larger request consolidates the fast bins), 1024 instead
+ * of 4096 saved none of that and sent 3% of frees to the filter, and the
+ * filter on every free had cost 8 instructions and 0.8 D1 misses a pair
+ * (wide loop) where the mark costs 0.25. The mark is an address, so
+ * realloc, malloc_usable_size and another allocator next in line see
+ * ordinary blocks of theirs.
+ *
+ * The alignment is what a sample may waste, transiently (the allocator
+ * gets the slack back at once): at most align / R of the bytes a sample
+ * stands for, 1/64 at most, so it shrinks with the rate R, to 64 at
+ * R <= 8192. Before
+ * the heap profile starts, and when it is off, the mask matches NULL
+ * only: there are no sampled blocks. A block that cannot be placed (an
+ * alignment the program asked for that is not a power of two, or memory
+ * short) is counted as allocated but not tracked, like a block that finds
+ * the live table full. */
+static uintptr_t heap_mark_mask = UINTPTR_MAX; /* (align - 1) & ~16 once started */
+static size_t heap_mark_align = 4096;
+
+/* Could p be a tracked sample? Certainly not when false. */
+static inline bool heap_maybe_marked(const void *p)
 {
-	return (uintptr_t)p * HASH_MULTIPLIER;
+	return ((uintptr_t)p & __atomic_load_n(&heap_mark_mask, __ATOMIC_RELAXED)) == 0;
 }
 
-/* The filter's index keeps locality: one counter per 256-byte granule, so
- * the blocks a program frees close together in memory share the filter's
- * cache lines: a heap of 1 MiB in use is 4 KiB of counters. A hashed
- * index cost a cache miss on nearly every free (measured: the free wrapper
- * took 13% of the benchmark's time; 3.7% with 64-byte granules, 3.3% with
- * these). The 256 MiB period is
- * folded with the bits above it, so that glibc's 64 MiB-aligned
- * per-thread heaps do not all land on the same counters. A free that
- * shares a granule with a sampled block looks in the table for nothing:
- * rare, and bounded by LIVE_PROBES. */
+/* A block of `size` bytes where heap_maybe_marked finds it, from the next
+ * posix_memalign; NULL when it has none to give. errno as it was. */
+static void *heap_alloc_marked(size_t size, size_t align)
+{
+	int saved_errno = errno;
+	void *p = NULL;
+	if (align < heap_mark_align)
+		align = heap_mark_align;
+	if (real_posix_memalign(&p, align, size) != 0)
+		p = NULL;
+	errno = saved_errno;
+	return p;
+}
+
+
+/* The filter's index keeps locality: one counter per granule of the
+ * mark's alignment (a page at the default rate), which holds two marked
+ * addresses at most, so the marked blocks a program frees close together
+ * share the filter's cache lines: a heap of 16 MiB in use is 4 KiB of
+ * counters. (Before the mark, every free looked here, one counter per
+ * 256 bytes: a hashed index had cost a cache miss on nearly every free,
+ * 13% of the benchmark's time, against 3.3% with those granules.) The
+ * period of 2^20 granules is folded with the bits above it, so that
+ * glibc's 64 MiB-aligned per-thread heaps do not all land on the same
+ * counters. A free that shares a granule with a sampled block looks in
+ * the table for nothing: rare, and bounded by LIVE_PROBES. */
+static unsigned filter_shift = 12; /* log2 of heap_mark_align, set at start */
+
 static inline size_t filter_index(const void *p, size_t mask)
 {
-	uintptr_t granule = (uintptr_t)p >> 8;
+	uintptr_t granule = (uintptr_t)p >> __atomic_load_n(&filter_shift, __ATOMIC_RELAXED);
 	return (granule ^ (granule >> 20)) & mask;
 }
 
@@ -516,6 +574,21 @@ static void filter_add(const void *p, int delta)
 		;
 }
 
+/* The live table's index keeps locality too: the marked addresses of 32
+ * neighbouring granules (128 KiB of heap at the default mark) have a run
+ * of 64 slots of their own, two a granule (offsets 0 and 16), and the
+ * runs are placed by a multiplicative hash of the region. So samples
+ * touch as many pages of the table as the heap has sampled regions, not
+ * a page each: with a hashed slot per block, heap_work's samples faulted
+ * in a page of the 3 MiB table each, some 700 page faults a run. */
+static inline size_t live_index(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	uintptr_t granule = a >> __atomic_load_n(&filter_shift, __ATOMIC_RELAXED);
+	size_t run = (size_t)(((uint64_t)(granule >> 5) * HASH_MULTIPLIER) >> (live.shift + 6));
+	return ((run << 6) | ((granule & 31) << 1) | ((a >> 4) & 1)) & live.mask;
+}
+
 /* Claims a slot for a block; NULL when N blocks are already held (or,
  * far less likely, the block's neighbourhood is full). */
 static live_slot_t *live_insert(const void *p)
@@ -524,7 +597,7 @@ static live_slot_t *live_insert(const void *p)
 		atomic_fetch_sub_explicit(&live.live, 1, memory_order_relaxed);
 		return NULL;
 	}
-	size_t i = address_hash(p) >> live.shift;
+	size_t i = live_index(p);
 	for (int probe = 0; probe < LIVE_PROBES; probe++, i = (i + 1) & live.mask) {
 		uintptr_t cur = atomic_load_explicit(&live.slots[i].block, memory_order_relaxed);
 		if (cur <= LIVE_TOMBSTONE &&
@@ -542,7 +615,7 @@ static live_slot_t *live_insert(const void *p)
  * empty one: nothing was placed past it. */
 static live_slot_t *live_find(const void *p)
 {
-	size_t i = address_hash(p) >> live.shift;
+	size_t i = live_index(p);
 	for (int probe = 0; probe < LIVE_PROBES; probe++, i = (i + 1) & live.mask) {
 		uintptr_t cur = atomic_load_explicit(&live.slots[i].block, memory_order_acquire);
 		if (cur == (uintptr_t)p)
@@ -598,13 +671,17 @@ CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, s
 		pcs[1] = CPROF_FRAME_NOUNWIND;
 		depth = 1;
 	}
-	filter_add(p, +1); /* before the slot: the filter never misses a block */
-	live_slot_t *slot = live_insert(p);
+	live_slot_t *slot = NULL;
+	if (CPROF_LIKELY(heap_maybe_marked(p))) {
+		filter_add(p, +1); /* before the slot: the filter never misses a block */
+		slot = live_insert(p);
+	}
 	cprof_stack_t *s;
 	if (CPROF_LIKELY(slot != NULL)) {
 		s = cprof_stacks_insert(CPROF_KIND_HEAP, size, pcs + 1, (unsigned)depth);
 	} else {
-		filter_add(p, -1);
+		if (heap_maybe_marked(p))
+			filter_add(p, -1);
 		pcs[0] = CPROF_FRAME_DROPPED;
 		s = cprof_stacks_insert(CPROF_KIND_HEAP, size, pcs, (unsigned)depth + 1);
 	}
@@ -640,16 +717,37 @@ static bool heap_forget(const void *p, heap_record_t *out)
 	return true;
 }
 
-/* The free of a block the filter says may be sampled: out of the table
- * before the real free, after which the address may be handed out again. */
-CPROF_SIGSAFE __attribute__((noinline)) static void heap_free_slow(void *p)
+/* The free of a block at a marked address: if the filter says it may be
+ * sampled, out of the table before the real free, after which the
+ * address may be handed out again. */
+CPROF_SIGSAFE __attribute__((noinline)) static void heap_free_marked(void *p)
 {
 	heap_record_t rec;
-	if (heap_forget(p, &rec) && rec.entry)
+	if (filter_maybe(p) && heap_forget(p, &rec) && rec.entry)
 		heap_count(rec.entry, rec.size, -1, false, true);
 	if (heap_in_arena(p))
 		return;
 	real_free(p);
+}
+
+/* A sampled block the next allocator placed where free would not see it:
+ * moved to a marked address (its first `keep` bytes copied, the rest
+ * zeroed when `zero`), or left where it is when no marked block can be
+ * had (it is then counted but not tracked). errno as it was. */
+static void *heap_place_marked(void *p, size_t size, size_t keep, bool zero)
+{
+	if (heap_maybe_marked(p))
+		return p;
+	void *q = heap_alloc_marked(size, 0);
+	if (!q)
+		return p;
+	int saved_errno = errno;
+	memcpy(q, p, keep < size ? keep : size);
+	if (zero && keep < size)
+		memset((char *)q + keep, 0, size - keep);
+	real_free(p);
+	errno = saved_errno;
+	return q;
 }
 
 /* ---- the wrappers ------------------------------------------------------ */
@@ -657,9 +755,12 @@ CPROF_SIGSAFE __attribute__((noinline)) static void heap_free_slow(void *p)
 /* The slow half of the allocating wrappers: the countdown expired. */
 CPROF_SIGSAFE __attribute__((noinline)) static void *heap_malloc_slow(size_t size)
 {
-	bool sample = heap_sample_decide(size);
-	void *p = real_malloc(size);
-	if (sample && p)
+	if (!heap_sample_decide(size))
+		return real_malloc(size);
+	void *p = heap_alloc_marked(size, 0);
+	if (!p)
+		p = real_malloc(size); /* which sets errno if it fails too */
+	if (p)
 		heap_record_alloc(p, size);
 	return p;
 }
@@ -673,8 +774,8 @@ CPROF_SIGSAFE CPROF_EXPORT void *malloc(size_t size)
 
 CPROF_SIGSAFE CPROF_EXPORT void free(void *p)
 {
-	if (CPROF_UNLIKELY(filter_maybe(p)))
-		return heap_free_slow(p);
+	if (CPROF_UNLIKELY(heap_maybe_marked(p)))
+		return heap_free_marked(p);
 	if (CPROF_UNLIKELY(heap_in_arena(p)))
 		return;
 	real_free(p);
@@ -685,8 +786,10 @@ CPROF_SIGSAFE __attribute__((noinline)) static void *heap_calloc_slow(size_t n, 
 {
 	bool sample = heap_sample_decide(bytes);
 	void *p = real_calloc(n, size);
-	if (sample && p)
+	if (sample && p) {
+		p = heap_place_marked(p, bytes, 0, true);
 		heap_record_alloc(p, bytes);
+	}
 	return p;
 }
 
@@ -742,8 +845,10 @@ CPROF_SIGSAFE __attribute__((noinline)) static void *heap_realloc_slow(void *old
 			heap_count(rec.entry, rec.size, -1, false, true);
 		}
 	}
-	if (sample && p)
+	if (sample && p) {
+		p = heap_place_marked(p, size, size, false);
 		heap_record_alloc(p, size);
+	}
 	errno = saved_errno;
 	return p;
 }
@@ -752,7 +857,7 @@ CPROF_SIGSAFE CPROF_EXPORT void *realloc(void *old, size_t size)
 {
 	if (CPROF_UNLIKELY(heap_in_arena(old)))
 		return arena_realloc(old, size);
-	bool maybe_sampled = old && filter_maybe(old);
+	bool maybe_sampled = old && heap_maybe_marked(old) && filter_maybe(old);
 	bool expired = heap_countdown_expired(size);
 	if (CPROF_LIKELY(!maybe_sampled && !expired))
 		return real_realloc(old, size);
@@ -771,12 +876,25 @@ CPROF_SIGSAFE CPROF_EXPORT void *reallocarray(void *old, size_t n, size_t size)
 	return realloc(old, bytes);
 }
 
+/* An alignment the program asked for that a stricter one satisfies: a
+ * power of two (0 and others are the next allocator's to judge). */
+static inline bool heap_align_raisable(size_t align)
+{
+	return align != 0 && (align & (align - 1)) == 0;
+}
+
 CPROF_SIGSAFE CPROF_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
 	if (CPROF_LIKELY(!heap_countdown_expired(size)))
 		return real_posix_memalign(out, align, size);
 	bool sample = heap_sample_decide(size);
-	int err = real_posix_memalign(out, align, size);
+	/* A valid alignment may be raised to the mark's: a stricter one
+	 * satisfies it. An invalid one must still fail as it would. */
+	size_t asked = align;
+	if (sample && heap_align_raisable(align) && align % sizeof(void *) == 0 &&
+	    align < heap_mark_align)
+		asked = heap_mark_align;
+	int err = real_posix_memalign(out, asked, size);
 	if (sample && err == 0 && *out)
 		heap_record_alloc(*out, size);
 	return err;
@@ -790,6 +908,8 @@ CPROF_SIGSAFE __attribute__((noinline)) static void *heap_aligned_slow(aligned_f
 								      size_t bytes)
 {
 	bool sample = heap_sample_decide(bytes);
+	if (sample && heap_align_raisable(align) && align < heap_mark_align)
+		align = heap_mark_align; /* valloc, pvalloc: ignored, page-aligned */
 	void *p = fn(align, size);
 	if (sample && p)
 		heap_record_alloc(p, bytes);
@@ -912,6 +1032,14 @@ int cprof_heap_start(void)
 
 	heap_rate = cprof_config.heap_rate;
 	heap_rate_double = (double)heap_rate;
+	/* The mark's alignment: R / 64 as a power of two, 64 to 4096 (see
+	 * "marked blocks"); set before the first sample, never changed. */
+	size_t align = 64;
+	while (align < 4096 && align * 2 <= heap_rate / 64)
+		align *= 2;
+	heap_mark_align = align;
+	__atomic_store_n(&filter_shift, log2_of(align), __ATOMIC_RELAXED);
+	__atomic_store_n(&heap_mark_mask, (uintptr_t)(align - 1) & ~(uintptr_t)16, __ATOMIC_RELAXED);
 
 	/* Counters first, then the mask that indexes them (see filter_maybe). */
 	filter.counts = (_Atomic uint8_t *)((char *)map + slot_bytes);
