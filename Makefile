@@ -50,7 +50,7 @@ TOOL_SRC := tools/cprof.c tools/run.c tools/diff.c tools/profile_read.c
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-PROG_C := $(filter-out tests/progs/plugin.c,$(wildcard tests/progs/*.c))
+PROG_C := $(filter-out tests/progs/plugin%.c,$(wildcard tests/progs/*.c))
 PROG_CXX := $(wildcard tests/progs/*.cc)
 PROG_BIN := $(PROG_C:tests/progs/%.c=$(BUILD)/progs/%) \
 	$(PROG_CXX:tests/progs/%.cc=$(BUILD)/progs/%)
@@ -122,11 +122,13 @@ $(BUILD)/progs/%: tests/progs/%.cc
 	@mkdir -p $(BUILD)/progs
 	$(CXX) -g -O1 -Wall -o $@ $< -lpthread -ldl
 
-$(BUILD)/progs/libplugin.so: tests/progs/plugin.c
+$(BUILD)/progs/lib%.so: tests/progs/%.c
 	@mkdir -p $(BUILD)/progs
-	$(CC) -g -O1 -shared -fPIC -o $@ $<
+	$(CC) -g -O1 -shared -fPIC -o $@ $< -lpthread
 
-test: all $(UNIT_BIN) $(PROG_BIN) $(BUILD)/progs/libplugin.so
+PLUGINS := $(patsubst tests/progs/%.c,$(BUILD)/progs/lib%.so,$(wildcard tests/progs/plugin*.c))
+
+test: all $(UNIT_BIN) $(PROG_BIN) $(PLUGINS)
 	@bash tests/run.sh
 
 bench: all

@@ -208,6 +208,10 @@ void cprof_config_load(void)
 	 * 5% at 100 us. Waits of 100 us and more are all kept, exactly. */
 	cprof_config.mutex_fraction = 10;
 	cprof_config.block_rate = 100000;
+	/* libunwind's trace cache is 256 KiB a thread (unwind.c): 64 threads
+	 * at once, 16 MiB, cover the programs that have fewer threads than
+	 * that in full; the rest unwind uncached (bench/RESULTS.md). */
+	cprof_config.unwind_caches = 64;
 
 	read_out_dir();
 	read_profiles();
@@ -219,6 +223,7 @@ void cprof_config_load(void)
 	read_unsigned("CPROF_SEED", 0, ~0UL, &cprof_config.seed);
 	read_unsigned("CPROF_MUTEX_FRACTION", 1, 1u << 30, &cprof_config.mutex_fraction);
 	read_unsigned("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
+	read_unsigned("CPROF_UNWIND_CACHES", 0, 1u << 16, &cprof_config.unwind_caches);
 	read_signal();
 	read_cpu_timer();
 }
