@@ -24,7 +24,9 @@ BUILD := build
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
 
-WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+# -Wvla: nothing of the shim's may size its stack use at run time (the
+# program's stack may be a small one: README, "Stack use").
+WARN := -Wall -Wextra -Werror -Wshadow -Wvla -Wno-missing-field-initializers
 BASE_CFLAGS := -std=gnu11 -g $(OPT) -fPIC -fvisibility=hidden \
 	-ftls-model=initial-exec -fno-omit-frame-pointer -D_GNU_SOURCE \
 	-I$(GEN) -Ipreload -Iinclude $(CFLAGS_EXTRA)
