@@ -173,11 +173,11 @@ CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max);
  * of 64- and 510-frame unwinds) with libunwind 1.6.2 on x86_64: from a
  * signal, 2,984 bytes (5,784 when it is the first and the loader binds
  * libunwind's calls lazily, 2.8 KiB of that the binder's register save);
- * from a wrapper, 7,128 with the cached trace (a thread's first trace
- * builds its cache), 8,712 with lazy binding, 3,944 uncached. The bounds
- * the capture functions check, with a margin: */
+ * from a wrapper, 5,080 with the cached trace (a thread's first trace
+ * builds its cache), 6,632 with lazy binding, 3,944 uncached (5,288).
+ * The bounds the capture functions check, with a margin: */
 #define CPROF_UNWIND_ROOM_SIGNAL (7 * 1024)
-#define CPROF_UNWIND_ROOM_WRAPPER (10 * 1024)
+#define CPROF_UNWIND_ROOM_WRAPPER (8 * 1024)
 
 /* A capture buffer of max_depth + 2 addresses from a fixed pool, taken
  * lock-free (signal-safe); NULL when every one is in use. */

@@ -391,28 +391,33 @@ unsigned cprof_unwind_cached_threads(void)
 	return atomic_load(&trace_threads);
 }
 
-__attribute__((noinline)) static int unwind_here_walk(uintptr_t *pcs, int max)
+/* The uncached walk: a cursor and a context (2 KiB) of its own frame. */
+__attribute__((noinline)) static int unwind_here_uncached(uintptr_t *pcs, int max)
 {
-	if (trace_cached()) {
-		int n = unw_backtrace((void **)pcs, max);
-		/* Skip libcprof's own frames: the wrapper and what it called. */
-		int skip = 0;
-		while (skip < n && in_self(pcs[skip]))
-			skip++;
-		int depth = n - skip;
-		for (int i = 0; i < depth; i++)
-			pcs[i] = pcs[i + skip] - 1;
-		/* As deep as the buffer: there may be more. Say so in the root. */
-		if (n == max && depth > 1)
-			pcs[depth - 1] = CPROF_FRAME_TRUNCATED;
-		return depth;
-	}
 	unw_context_t context;
 	unw_cursor_t cursor;
 	if (unw_getcontext(&context) < 0 || unw_init_local(&cursor, &context) < 0)
 		return 0;
 	/* The first IP is this function's own, exact, and libcprof's. */
 	return collect(&cursor, pcs, 0, max, 0, 1);
+}
+
+static int unwind_here_walk(uintptr_t *pcs, int max)
+{
+	if (!trace_cached())
+		return unwind_here_uncached(pcs, max);
+	int n = unw_backtrace((void **)pcs, max);
+	/* Skip libcprof's own frames: the wrapper and what it called. */
+	int skip = 0;
+	while (skip < n && in_self(pcs[skip]))
+		skip++;
+	int depth = n - skip;
+	for (int i = 0; i < depth; i++)
+		pcs[i] = pcs[i + skip] - 1;
+	/* As deep as the buffer: there may be more. Say so in the root. */
+	if (n == max && depth > 1)
+		pcs[depth - 1] = CPROF_FRAME_TRUNCATED;
+	return depth;
 }
 
 CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max)
