@@ -25,7 +25,9 @@ BUILD := build
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
 
-WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+# -Wvla: nothing of the shim's may size its stack use at run time (the
+# program's stack may be a small one: README, "Stack use").
+WARN := -Wall -Wextra -Werror -Wshadow -Wvla -Wno-missing-field-initializers
 BASE_CFLAGS := -std=gnu11 -g $(OPT) -fPIC -fvisibility=hidden \
 	-ftls-model=initial-exec -fno-omit-frame-pointer -D_GNU_SOURCE \
 	-I$(GEN) -Ipreload -Iinclude $(CFLAGS_EXTRA)
@@ -55,7 +57,7 @@ TOOL_SRC := tools/cprof.c tools/run.c tools/diff.c tools/merge.c tools/flame.c $
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-PROG_C := $(filter-out tests/progs/plugin.c,$(wildcard tests/progs/*.c))
+PROG_C := $(filter-out tests/progs/plugin%.c,$(wildcard tests/progs/*.c))
 PROG_CXX := $(wildcard tests/progs/*.cc)
 PROG_BIN := $(PROG_C:tests/progs/%.c=$(BUILD)/progs/%) \
 	$(PROG_CXX:tests/progs/%.cc=$(BUILD)/progs/%) $(BUILD)/progs/sig_child_static
@@ -133,11 +135,13 @@ $(BUILD)/progs/sig_child_static: tests/progs/sig_child.c
 	@mkdir -p $(BUILD)/progs
 	$(CC) -std=gnu11 -g -O1 -Wall -static -o $@ $<
 
-$(BUILD)/progs/libplugin.so: tests/progs/plugin.c
+$(BUILD)/progs/lib%.so: tests/progs/%.c
 	@mkdir -p $(BUILD)/progs
-	$(CC) -g -O1 -shared -fPIC -o $@ $<
+	$(CC) -g -O1 -shared -fPIC -o $@ $< -lpthread
 
-test: all $(UNIT_BIN) $(PROG_BIN) $(BUILD)/progs/libplugin.so
+PLUGINS := $(patsubst tests/progs/%.c,$(BUILD)/progs/lib%.so,$(wildcard tests/progs/plugin*.c))
+
+test: all $(UNIT_BIN) $(PROG_BIN) $(PLUGINS)
 	@bash tests/run.sh
 
 bench: all

@@ -54,32 +54,6 @@ int cprof_block_on;
 int cprof_mutex_on;
 int cprof_locks_on;
 
-/* ---- next definitions ------------------------------------------------- */
-
-static long next_missing(void)
-{
-	errno = ENOSYS;
-	return -1;
-}
-
-void *cprof_wait_next(const char *name, const char *version)
-{
-	/* dlsym may allocate or lock: none of that is the program's. */
-	cprof_thread.busy++;
-	void *p = version ? dlvsym(RTLD_NEXT, name, version) : NULL;
-	if (!p)
-		p = dlsym(RTLD_NEXT, name);
-	cprof_thread.busy--;
-	if (!p) {
-		int cancel_state; /* cprof_log writes: not a cancellation point here */
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
-		cprof_log("cannot find the next definition of %s; it fails with ENOSYS", name);
-		pthread_setcancelstate(cancel_state, NULL);
-		p = (void *)next_missing;
-	}
-	return p;
-}
-
 /* ---- random numbers --------------------------------------------------- */
 
 static __thread uint64_t random_state __attribute__((tls_model("initial-exec")));
@@ -112,15 +86,29 @@ void cprof_wait_random_reset(void)
 
 /* (cprof_unwind_here holds cancellation off around the unwind: libunwind
  * may check memory with write() and read(), both cancellation points.) */
-CPROF_SIGSAFE int cprof_wait_stack(uintptr_t leaf, uintptr_t *pcs, int max)
+CPROF_SIGSAFE void cprof_wait_stack(cprof_wait_capture_t *c, uintptr_t leaf)
 {
-	pcs[0] = leaf;
-	if (max <= 1)
-		return 1;
+	c->buffer = cprof_capture_take();
+	c->pcs = c->buffer ? c->buffer : c->spare;
+	c->pcs[0] = leaf;
+	if (!c->buffer) {
+		c->pcs[1] = CPROF_FRAME_NOUNWIND;
+		c->depth = 2;
+		return;
+	}
+	int max = (int)cprof_config.max_depth;
+	if (max <= 1) {
+		c->depth = 1;
+		return;
+	}
 	cprof_thread.busy++;
-	int depth = cprof_unwind_here(pcs + 1, max - 1);
+	c->depth = 1 + cprof_unwind_here(c->pcs + 1, max - 1);
 	cprof_thread.busy--;
-	return 1 + depth;
+}
+
+CPROF_SIGSAFE void cprof_wait_release(cprof_wait_capture_t *c)
+{
+	cprof_capture_give(c->buffer);
 }
 
 CPROF_SIGSAFE void cprof_block_add(const uintptr_t *pcs, int depth, int64_t count_milli,
@@ -139,9 +127,10 @@ CPROF_SIGSAFE void cprof_block_wait(uintptr_t leaf, int64_t delay)
 	if (!cprof_block_keep(delay, &count_milli, &value))
 		return;
 	int saved_errno = errno;
-	uintptr_t pcs[cprof_config.max_depth + 1];
-	int depth = cprof_wait_stack(leaf, pcs, (int)cprof_config.max_depth);
-	cprof_block_add(pcs, depth, count_milli, value);
+	cprof_wait_capture_t c;
+	cprof_wait_stack(&c, leaf);
+	cprof_block_add(c.pcs, c.depth, count_milli, value);
+	cprof_wait_release(&c);
 	errno = saved_errno;
 }
 
@@ -273,6 +262,7 @@ static bool fcntl_waits(int cmd)
 		__atomic_store_n(&real_##name, next, __ATOMIC_RELAXED);              \
 		return next(fd, cmd, arg);                                           \
 	}                                                                            \
+	CPROF_NEXT_SLOT(name, NULL, real_##name);                                    \
 	CPROF_WAIT_SELF(name);                                                       \
 	CPROF_EXPORT CPROF_SIGSAFE int name(int fd, int cmd, ...)                    \
 	{                                                                            \

@@ -241,6 +241,10 @@ void cprof_config_load(void)
 	cprof_config.wait_clock = CPROF_CLOCK_AUTO;
 	cprof_config.label_sets = 4096;
 	cprof_config.lines = CPROF_LINES_PROGRAM;
+	/* libunwind's trace cache is 256 KiB a thread (unwind.c): 64 threads
+	 * at once, 16 MiB, cover the programs that have fewer threads than
+	 * that in full; the rest unwind uncached (bench/RESULTS.md). */
+	cprof_config.unwind_caches = 64;
 
 	read_out_dir();
 	read_profiles();
@@ -253,6 +257,7 @@ void cprof_config_load(void)
 	read_unsigned("CPROF_MUTEX_FRACTION", 1, 1u << 30, &cprof_config.mutex_fraction);
 	read_unsigned("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
 	read_unsigned("CPROF_LABEL_SETS", 16, 1u << 20, &cprof_config.label_sets);
+	read_unsigned("CPROF_UNWIND_CACHES", 0, 1u << 16, &cprof_config.unwind_caches);
 	read_signal();
 	read_cpu_timer();
 	read_wait_clock();

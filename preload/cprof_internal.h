@@ -54,6 +54,7 @@ typedef struct cprof_config {
 	int wait_clock;          /* CPROF_CLOCK: CPROF_CLOCK_AUTO or _MONOTONIC */
 	unsigned label_sets;     /* CPROF_LABEL_SETS: distinct label sets held */
 	unsigned lines;          /* CPROF_LINES: a cprof_lines_t */
+	unsigned unwind_caches;  /* CPROF_UNWIND_CACHES: threads with a trace cache */
 } cprof_config_t;
 
 enum { CPROF_CLOCK_AUTO = 0, CPROF_CLOCK_MONOTONIC = 1 };
@@ -143,18 +144,72 @@ extern int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 extern int (*real_dlclose)(void *);
 extern sighandler_t (*real_signal)(int, sighandler_t);
 
-/* Resolves every real_* pointer once; safe to call again. */
+/* Resolves every next definition libcprof calls, once, in the
+ * constructor (or at the first wrapper called before it): the malloc
+ * family first (heap.c, whose dlsym allocations it serves), then every
+ * descriptor in the cprof_next section (CPROF_NEXT_SLOT: real.c's
+ * pointers, unwind.c's dl_iterate_phdr, every CPROF_NEXT of wait.h), so
+ * no wrapper runs the loader later, inside a signal handler or with the
+ * program's locks held. Safe to call again. */
 void cprof_real_init(void);
+
+typedef struct cprof_next_desc {
+	const char *name;
+	const char *version; /* dlvsym first when not NULL */
+	void **slot;         /* the real_<name> pointer to set */
+} cprof_next_desc_t;
+
+/* Registers `slot` (a function pointer variable) for cprof_real_init. */
+#define CPROF_NEXT_SLOT(name, version, slot)                                        \
+	__attribute__((used, section("cprof_next"), aligned(sizeof(void *))))        \
+	static cprof_next_desc_t cprof_next_desc_##name = { #name, version, (void **)&(slot) }
+
+/* The next definition of `name` (dlvsym with `version` when not NULL,
+ * falling back to dlsym), or a stub failing with ENOSYS, with one cprof
+ * line, when there is none (real.c). */
+void *cprof_wait_next(const char *name, const char *version);
+/* heap.c: resolves the malloc family's next definitions if not yet. */
+void cprof_heap_resolve(void);
 
 /* ---- stack capture (unwind.c) --------------------------------------- */
 
 /* Fills pcs[] with the stack interrupted by a signal, leaf first: the
- * interrupted PC, then return addresses minus one. Returns the depth. */
+ * interrupted PC, then return addresses minus one. Returns the depth.
+ * With less than CPROF_UNWIND_ROOM_SIGNAL bytes left on the stack the
+ * handler runs on: the PC and [cprof: no stack room]. */
 CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max);
 
 /* Fills pcs[] with the caller's stack, leaf first, without libcprof's own
- * frames. For wrappers (heap, mutex, block); never from a signal handler. */
+ * frames. For wrappers (heap, mutex, block); never from a signal handler.
+ * Short of room: [cprof: no stack room] alone. */
 CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max);
+
+/* What an unwind may use below its caller's frame, measured
+ * (tests/unit/test_unwind.c paints a stack and finds the high-water mark
+ * of 64- and 510-frame unwinds) with libunwind 1.6.2 on x86_64: from a
+ * signal, 2,984 bytes (5,784 when it is the first and the loader binds
+ * libunwind's calls lazily, 2.8 KiB of that the binder's register save);
+ * from a wrapper, 5,080 with the cached trace (a thread's first trace
+ * builds its cache), 6,632 with lazy binding, 3,944 uncached (5,288).
+ * The bounds the capture functions check, with a margin: */
+#define CPROF_UNWIND_ROOM_SIGNAL (7 * 1024)
+#define CPROF_UNWIND_ROOM_WRAPPER (8 * 1024)
+
+/* A capture buffer of max_depth + 2 addresses from a fixed pool, taken
+ * lock-free (signal-safe); NULL when every one is in use. */
+CPROF_SIGSAFE uintptr_t *cprof_capture_take(void);
+CPROF_SIGSAFE void cprof_capture_give(uintptr_t *pcs);
+
+/* The calling thread's stack bounds, found once outside any handler
+ * (pthread_create's trampoline; the constructor for the main thread). */
+void cprof_unwind_thread_start(bool main_thread);
+/* True when sp is on the calling thread's own stack, as far as known. */
+CPROF_SIGSAFE bool cprof_unwind_on_thread_stack(uintptr_t sp);
+/* The thread ends: its turn at libunwind's cached trace goes back. */
+void cprof_unwind_thread_exit(void);
+void cprof_unwind_atfork_child(void);
+/* Threads holding a libunwind trace cache now (<= CPROF_UNWIND_CACHES). */
+unsigned cprof_unwind_cached_threads(void);
 
 /* Prepares the unwinder (caching policy, first unwind) before sampling. */
 void cprof_unwind_init(void);
@@ -184,6 +239,7 @@ enum {
 	CPROF_FRAME_DROPPED = 1,    /* the stack table was full */
 	CPROF_FRAME_TRUNCATED = 2,  /* stack deeper than CPROF_MAX_DEPTH */
 	CPROF_FRAME_NOUNWIND = 3,   /* not unwound: unsafe at that moment */
+	CPROF_FRAME_NOROOM = 4,     /* not unwound: too little stack left */
 	CPROF_FRAME_PSEUDO_MAX = 4096
 };
 
@@ -240,6 +296,9 @@ void cprof_cpu_thread_start(void);     /* arm the calling thread's timer */
 void cprof_cpu_thread_exit(void);      /* delete the calling thread's timer */
 void cprof_cpu_atfork_child(void);
 void cprof_cpu_step_aside(void);       /* the program takes SIGPROF */
+/* Threads that got no CPU timer (more than the table's 8192 at once):
+ * their CPU time is not in the profile; its comment says how many. */
+extern atomic_uint cprof_cpu_threads_not_sampled;
 
 /* heap.c: malloc family wrappers. cprof_heap_start runs in the
  * constructor when the heap profile is enabled; the wrappers themselves

@@ -23,12 +23,16 @@
  * thread that is inside libcprof itself, inside dlclose, or stopped in the
  * dynamic loader's code (which may hold the loader lock that libunwind's
  * dl_iterate_phdr takes). Those samples keep their time, charged to the
- * interrupted PC and a "[cprof: not unwound]" frame.
+ * interrupted PC and a "[cprof: not unwound]" frame. Its frames go to
+ * the capture pool, never onto the interrupted stack, which may be a
+ * small alternate one: with too little room there cprof_unwind_signal
+ * counts the sample under "[cprof: no stack room]" instead.
  */
 #include "cprof_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -55,7 +59,6 @@ static atomic_int cpu_active;        /* the handler records */
 static bool use_itimer;              /* fallback: process-wide timer */
 static int64_t period_ns;
 int cprof_cpu_signal;                /* the timers' signal */
-static atomic_uint lost_threads;     /* threads with no timer slot */
 
 static __thread uint64_t rng_state __attribute__((tls_model("initial-exec")));
 
@@ -74,23 +77,28 @@ static struct timespec ns_to_timespec(int64_t ns)
 	return ts;
 }
 
-/* Charges `periods` timer periods to the stack the signal interrupted. */
+/* Charges `periods` timer periods to the stack the signal interrupted.
+ * The frames go to a buffer of the capture pool, not onto the interrupted
+ * stack, which may be a small alternate one (cprof_unwind_signal checks
+ * the room there). */
 CPROF_SIGSAFE static void record_sample(ucontext_t *uc, int64_t periods)
 {
-	uintptr_t pcs[cprof_config.max_depth + 1];
+	uintptr_t spare[2];
+	uintptr_t *pcs = cprof_thread.busy ? NULL : cprof_capture_take();
 	int depth;
 	uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
 
-	if (cprof_thread.busy) {
-		pcs[0] = pc;
-		pcs[1] = CPROF_FRAME_NOUNWIND;
+	if (!pcs) {
+		spare[0] = pc;
+		spare[1] = CPROF_FRAME_NOUNWIND;
 		depth = 2;
 	} else {
 		cprof_thread.busy++;
 		depth = cprof_unwind_signal(uc, pcs, (int)cprof_config.max_depth);
 		cprof_thread.busy--;
 	}
-	cprof_stack_t *s = cprof_stacks_insert(CPROF_KIND_CPU, 0, pcs, (unsigned)depth);
+	cprof_stack_t *s = cprof_stacks_insert(CPROF_KIND_CPU, 0, pcs ? pcs : spare, (unsigned)depth);
+	cprof_capture_give(pcs);
 	if (s) {
 		cprof_stack_add(s, 0, periods);
 		cprof_stack_add(s, 1, periods * period_ns);
@@ -134,7 +142,7 @@ void cprof_cpu_thread_start(void)
 		return;
 	int slot = timer_slot_take();
 	if (slot < 0) {
-		if (atomic_fetch_add(&lost_threads, 1) == 0)
+		if (atomic_fetch_add(&cprof_cpu_threads_not_sampled, 1) == 0)
 			cprof_log("more than %d threads at once; threads beyond that have no "
 				  "CPU timer", TIMER_SLOTS);
 		return;
@@ -275,6 +283,107 @@ void cprof_cpu_atfork_child(void)
 	else
 		cprof_cpu_thread_start();
 }
+
+/* ---- leaving a handler on the alternate stack by siglongjmp ---------- */
+
+/* signals.c puts the timers' signal in the sa_mask of the program's
+ * SA_ONSTACK handlers, so that it never needs a second signal frame on a
+ * small alternate stack. A handler that returns gives the mask back with
+ * the stack, atomically (sigreturn). One that leaves by siglongjmp does
+ * not: siglongjmp restores the saved mask while it still runs on the
+ * alternate stack, and a timer signal held pending since the handler
+ * began would land there at once, and with it a frame too big for a stack
+ * of the kernel's minimum size: the kernel kills the process. So, on the
+ * alternate stack only, the jump first takes that pending signal itself
+ * (sigtimedwait, no wait), counting its periods under
+ * "[cprof: no stack room]" at the call site, and makes sure the thread's
+ * next expiry is at least HOLD_OFF_NS of its CPU time away: CPU timers
+ * fire only at a scheduler tick after expiry, and the jump is off that
+ * stack within a few microseconds. What that moves the expiry by is
+ * added up per thread and counted there too, period by period, so a loop
+ * that faults faster than HOLD_OFF_NS keeps its CPU time. */
+#define HOLD_OFF_NS 1000000
+
+static __thread int64_t held_off_ns __attribute__((tls_model("initial-exec")));
+
+static void count_held(uintptr_t call_site, int64_t periods)
+{
+	uintptr_t pcs[2] = { call_site, CPROF_FRAME_NOROOM };
+	cprof_stack_t *s = cprof_stacks_insert(CPROF_KIND_CPU, 0, pcs, 2);
+	if (s) {
+		cprof_stack_add(s, 0, periods);
+		cprof_stack_add(s, 1, periods * period_ns);
+	}
+}
+
+static bool cpu_held_by_mask(const sigjmp_buf env)
+{
+	int sig = cprof_cpu_signal;
+	if (!atomic_load_explicit(&cpu_active, memory_order_relaxed) || use_itimer || sig <= 0)
+		return false;
+	return env[0].__mask_was_saved && !sigismember((const sigset_t *)&env[0].__saved_mask, sig);
+}
+
+__attribute__((noinline)) static void cpu_leave_altstack(uintptr_t call_site)
+{
+	int saved_errno = errno;
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) != 0 || !(ss.ss_flags & SS_ONSTACK)) {
+		errno = saved_errno;
+		return;
+	}
+	int slot = cprof_thread.timer_slot;
+	if (slot >= 0) {
+		struct itimerspec its;
+		if (timer_gettime(timer_slots[slot].id, &its) == 0 &&
+		    (its.it_value.tv_sec == 0 && its.it_value.tv_nsec < HOLD_OFF_NS)) {
+			held_off_ns += HOLD_OFF_NS - its.it_value.tv_nsec;
+			its.it_value.tv_nsec = HOLD_OFF_NS;
+			timer_settime(timer_slots[slot].id, 0, &its, NULL);
+			if (held_off_ns >= period_ns) {
+				count_held(call_site, held_off_ns / period_ns);
+				held_off_ns %= period_ns;
+			}
+		}
+	}
+	sigset_t only;
+	sigemptyset(&only);
+	sigaddset(&only, cprof_cpu_signal);
+	struct timespec zero = { 0, 0 };
+	siginfo_t info;
+	/* The system call: libcprof's own sigtimedwait is a block wrapper. */
+	while (syscall(SYS_rt_sigtimedwait, &only, &info, &zero, _NSIG / 8) == cprof_cpu_signal) {
+		if (info.si_code != SI_TIMER)
+			continue;
+		count_held(call_site, 1 + (info.si_overrun > 0 ? info.si_overrun : 0));
+	}
+	errno = saved_errno;
+}
+
+typedef void (*longjmp_fn)(struct __jmp_buf_tag *, int);
+static longjmp_fn real_siglongjmp, real_longjmp, real__longjmp;
+static void (*real___longjmp_chk)(struct __jmp_buf_tag *, int);
+CPROF_NEXT_SLOT(siglongjmp, NULL, real_siglongjmp);
+CPROF_NEXT_SLOT(longjmp, NULL, real_longjmp);
+CPROF_NEXT_SLOT(_longjmp, NULL, real__longjmp);
+CPROF_NEXT_SLOT(__longjmp_chk, NULL, real___longjmp_chk);
+
+#define LONGJMP(name)                                                                 \
+	CPROF_EXPORT __attribute__((noreturn)) void name(struct __jmp_buf_tag env[1], int val) \
+	{                                                                            \
+		if (CPROF_UNLIKELY(!real_##name))                                    \
+			cprof_real_init();                                           \
+		if (CPROF_UNLIKELY(cpu_held_by_mask(env)) &&                          \
+		    !cprof_unwind_on_thread_stack((uintptr_t)__builtin_frame_address(0))) \
+			cpu_leave_altstack((uintptr_t)__builtin_return_address(0) - 1); \
+		real_##name(env, val);                                               \
+		__builtin_unreachable();                                             \
+	}
+
+LONGJMP(siglongjmp)
+LONGJMP(longjmp)
+LONGJMP(_longjmp)
+LONGJMP(__longjmp_chk)
 
 /* dlclose may unmap code whose unwind rules libunwind has cached; a
  * library loaded later at the same address must not be unwound with them.

@@ -39,11 +39,13 @@
  * "[cprof: dropped]" leaf frame, but it is not tracked: its inuse_* are
  * not recorded, and a profile that shows such frames under-reports inuse
  * by their share. (Stacks come from cprof_unwind_here, whose libunwind
- * frame cache takes 256 KiB more on each thread that samples.)
+ * frame cache takes 256 KiB more on each of at most CPROF_UNWIND_CACHES
+ * threads that sample.)
  *
- * The next definitions are found with dlsym(RTLD_NEXT) at the first call
- * of any wrapper, which may come before the constructor (from the dynamic
- * loader, libc's set-up, other libraries' constructors). dlsym allocates;
+ * The next definitions are found with dlsym(RTLD_NEXT) in the constructor
+ * (cprof_real_init, first of all), or at the first call of any wrapper
+ * when that comes before it (from the dynamic loader, libc's set-up,
+ * other libraries' constructors). dlsym allocates;
  * those allocations, made while this thread resolves, are served from a
  * small static arena, and free ignores arena pointers. Whatever comes next
  * in the lookup order is what gets called: glibc, or jemalloc, tcmalloc,
@@ -425,6 +427,13 @@ CPROF_SIGSAFE __attribute__((noinline)) static bool heap_sample_decide(size_t si
 		return false;
 	}
 	if (CPROF_UNLIKELY(!heap_tls.rng)) {
+		/* The profiler's own allocation (a new thread's stack bounds,
+		 * in pthread_create's trampoline) does not make the thread's
+		 * first draw: that would give it the main thread's stream
+		 * under CPROF_SEED. It comes back here until the program's
+		 * first allocation draws. */
+		if (cprof_thread.busy)
+			return false;
 		/* The thread's first draw: is this allocation already past it? */
 		heap_thread_seed();
 		heap_tls.countdown += heap_next_countdown();
@@ -662,11 +671,18 @@ CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, s
 {
 	int saved_errno = errno;
 	unsigned max = cprof_config.max_depth;
-	uintptr_t pcs[max + 1]; /* pcs[0]: room for a "[cprof: dropped]" leaf */
+	/* pcs[0]: room for a "[cprof: dropped]" leaf. From the capture pool,
+	 * not the program's stack (which may be small); [not unwound] when
+	 * the pool is empty. */
+	uintptr_t spare[2], *buffer = cprof_capture_take();
+	uintptr_t *pcs = buffer ? buffer : spare;
+	int depth = 0;
 
-	cprof_thread.busy++;
-	int depth = cprof_unwind_here(pcs + 1, (int)max);
-	cprof_thread.busy--;
+	if (buffer) {
+		cprof_thread.busy++;
+		depth = cprof_unwind_here(pcs + 1, (int)max);
+		cprof_thread.busy--;
+	}
 	if (depth <= 0) {
 		pcs[1] = CPROF_FRAME_NOUNWIND;
 		depth = 1;
@@ -687,6 +703,7 @@ CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, s
 	}
 	if (s)
 		heap_count(s, size, +1, true, slot != NULL);
+	cprof_capture_give(buffer);
 	if (slot) {
 		slot->entry = s;
 		slot->size = size;
@@ -1000,10 +1017,17 @@ static unsigned log2_of(size_t pow2)
 	return (unsigned)__builtin_ctzll(pow2);
 }
 
+/* From cprof_real_init, which resolves every next definition in one
+ * place; first, so that dlsym's own allocations there find these. */
+void cprof_heap_resolve(void)
+{
+	if (__atomic_load_n(&real_malloc, __ATOMIC_ACQUIRE) == boot_malloc)
+		heap_resolve();
+}
+
 int cprof_heap_start(void)
 {
-	if (real_malloc == boot_malloc)
-		heap_resolve();
+	cprof_heap_resolve();
 	if (cprof_config.heap_rate == 0) {
 		atomic_store(&heap_state, HEAP_OFF);
 		return 0;

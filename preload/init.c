@@ -25,12 +25,14 @@ static void on_thread_exit(void *value)
 {
 	(void)value;
 	cprof_cpu_thread_exit();
+	cprof_unwind_thread_exit();
 }
 
 static void thread_started(void)
 {
 	if (thread_key_ok)
 		pthread_setspecific(thread_key, (void *)1);
+	cprof_unwind_thread_start(false);
 	cprof_cpu_thread_start();
 }
 
@@ -91,6 +93,7 @@ static void atfork_child(void)
 	cprof_thread.busy++;
 	cprof_stacks_reset();
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
+	cprof_unwind_atfork_child();
 	cprof_cpu_atfork_child();
 	cprof_heap_atfork_child();
 	cprof_mutex_atfork_child();
@@ -113,6 +116,7 @@ __attribute__((constructor)) static void cprof_init(void)
 	}
 	if (cprof_labels_init(cprof_config.label_sets) < 0)
 		cprof_log("cannot map the label table; samples carry no labels");
+	cprof_unwind_thread_start(true);
 	cprof_unwind_init();
 	thread_key_ok = pthread_key_create(&thread_key, on_thread_exit) == 0;
 	cprof_dump_init();

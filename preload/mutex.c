@@ -242,9 +242,10 @@ static uint64_t release_begin(unsigned slot)
 static void release_end(uint64_t gen, uintptr_t leaf)
 {
 	int saved_errno = errno;
-	uintptr_t pcs[cprof_config.max_depth + 1];
-	int depth = cprof_wait_stack(leaf, pcs, (int)cprof_config.max_depth);
-	handoff_release(gen, cprof_stacks_insert(CPROF_KIND_MUTEX, 0, pcs, (unsigned)depth));
+	cprof_wait_capture_t c;
+	cprof_wait_stack(&c, leaf);
+	handoff_release(gen, cprof_stacks_insert(CPROF_KIND_MUTEX, 0, c.pcs, (unsigned)c.depth));
+	cprof_wait_release(&c);
 	errno = saved_errno;
 }
 
@@ -293,13 +294,14 @@ static void lock_wait_end(const lock_wait_t *w, int err, uintptr_t leaf)
 	int64_t count_milli = 0, value = 0;
 	bool block = cprof_block_on && cprof_block_keep(delay, &count_milli, &value);
 	if (block || mutex_self) {
-		uintptr_t pcs[cprof_config.max_depth + 1];
-		int depth = cprof_wait_stack(leaf, pcs, (int)cprof_config.max_depth);
+		cprof_wait_capture_t c;
+		cprof_wait_stack(&c, leaf);
 		if (block)
-			cprof_block_add(pcs, depth, count_milli, value);
+			cprof_block_add(c.pcs, c.depth, count_milli, value);
 		if (mutex_self)
-			mutex_charge(cprof_stacks_insert(CPROF_KIND_MUTEX, 0, pcs, (unsigned)depth),
+			mutex_charge(cprof_stacks_insert(CPROF_KIND_MUTEX, 0, c.pcs, (unsigned)c.depth),
 				     delay);
+		cprof_wait_release(&c);
 	}
 	errno = saved_errno;
 }

@@ -570,8 +570,12 @@ int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wa
 	char comment[160];
 	switch (kind) {
 	case CPROF_KIND_CPU:
-		snprintf(comment, sizeof comment, "libcprof cpu profile; cpu_hz=%u max_depth=%u",
-			 cprof_config.cpu_hz, cprof_config.max_depth);
+		/* Threads beyond the fixed table of CPU timers are not
+		 * sampled: say how many, here where the reader looks. */
+		snprintf(comment, sizeof comment,
+			 "libcprof cpu profile; cpu_hz=%u max_depth=%u threads_not_sampled=%u",
+			 cprof_config.cpu_hz, cprof_config.max_depth,
+			 atomic_load(&cprof_cpu_threads_not_sampled));
 		break;
 	case CPROF_KIND_HEAP:
 		snprintf(comment, sizeof comment, "libcprof heap profile; heap_rate=%lu max_depth=%u",

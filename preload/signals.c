@@ -171,13 +171,47 @@ static int sigaction_foreign(int sig, const struct sigaction *act, struct sigact
 	return 0;
 }
 
+/* A handler the program runs on its alternate signal stack (SA_ONSTACK)
+ * gets the CPU timers' signal added to its sa_mask: that stack may be
+ * small (8 KiB, or the kernel's minimum, the size of one signal frame),
+ * and a timer signal landing there would need a second signal frame on it
+ * (3.4 KiB with AVX-512): the kernel kills a process whose frame does not
+ * fit. Blocked, the signal waits until the handler returns or
+ * siglongjmps, and its periods (1 + overruns) are charged there. The
+ * program sees its own sa_mask when it asks. `onstack_masked[sig]`: the
+ * mask of sig's action holds the CPU signal because libcprof put it
+ * there. */
+static atomic_bool onstack_masked[_NSIG];
+
+static int program_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	int cpu = cprof_cpu_signal;
+	bool mask = act && cpu > 0 && sig > 0 && sig < _NSIG && sig != cpu &&
+		    (act->sa_flags & SA_ONSTACK) && is_handler_function(act) &&
+		    !sigismember(&act->sa_mask, cpu);
+	struct sigaction with_mask;
+	if (mask) {
+		with_mask = *act;
+		sigaddset(&with_mask.sa_mask, cpu);
+		act = &with_mask;
+	}
+	int ret = real_sigaction(sig, act, old);
+	if (ret != 0 || sig <= 0 || sig >= _NSIG)
+		return ret;
+	if (old && cpu > 0 && atomic_load(&onstack_masked[sig]))
+		sigdelset(&old->sa_mask, cpu);
+	if (act)
+		atomic_store(&onstack_masked[sig], mask);
+	return ret;
+}
+
 CPROF_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
 	if (CPROF_UNLIKELY(!real_sigaction))
 		cprof_real_init();
 	signal_role_t role = (sig > 0 && sig < _NSIG) ? atomic_load(&owned[sig].role) : ROLE_NONE;
 	if (role == ROLE_NONE)
-		return real_sigaction(sig, act, old);
+		return program_sigaction(sig, act, old);
 	if ((pid_t)syscall(SYS_getpid) != owner_pid)
 		return sigaction_foreign(sig, act, old);
 

@@ -10,11 +10,20 @@
  * tables and which takes the loader's lock: a signal that lands while its
  * thread holds that lock (inside dlopen, dlclose, or dl_iterate_phdr
  * itself, as C++ exceptions do) would have the handler walk a list in
- * mid-change, or wait on a lock.
+ * mid-change, or wait on a lock; and a wrapper that waits for it while
+ * the program holds its own mutex deadlocks with a thread that holds the
+ * loader's lock and waits for that mutex (a dlopen'd constructor).
  * So libcprof exports its own dl_iterate_phdr: for everyone else it is the
- * real one; on a thread that is unwinding from a signal it answers with the
- * one object that holds the address being looked up, found with glibc's
- * lock-free, async-signal-safe _dl_find_object, and takes no lock at all.
+ * real one; on a thread inside one of libcprof's unwinds it answers with
+ * the one object that holds the address being looked up, found with
+ * glibc's lock-free, async-signal-safe _dl_find_object, and takes no lock
+ * at all.
+ *
+ * Stack: the capture functions check the room left on the stack they run
+ * on before unwinding (see "stack room"); their callers keep the frames in
+ * the capture pool below, not on that stack. Memory: the wrappers' fast
+ * trace keeps a 256 KiB cache per thread, for at most
+ * CPROF_UNWIND_CACHES threads at once.
  *
  * No descriptor: libunwind 1.6 checks memory (when a DWARF step falls
  * back, and with its conservative checks on every step) by writing a byte
@@ -45,34 +54,48 @@
 #include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
-/* Copies frames from the cursor into pcs[] starting at n. `exact` says
- * whether the cursor's current IP is exact (leaf of a signal) or a return
- * address. */
-/* Set while this thread unwinds from a signal: the address libunwind is
- * about to look up, for dl_iterate_phdr below. */
-static __thread uintptr_t signal_lookup_pc __attribute__((tls_model("initial-exec")));
-static __thread int signal_unwinding __attribute__((tls_model("initial-exec")));
-static int (*real_dl_iterate_phdr)(int (*)(struct dl_phdr_info *, size_t, void *), void *);
+/* Per-thread unwinding state, initial-exec TLS (no allocation, one load):
+ * the thread's own stack, found once outside any handler
+ * (cprof_unwind_thread_start), for the room check; whether this thread
+ * may use libunwind's cached fast trace; and, while it unwinds, the flag
+ * that has dl_iterate_phdr below answer lock-free. */
+typedef struct unwind_thread {
+	uintptr_t stack_lo, stack_hi; /* 0: not known */
+	int trace;                    /* TRACE_* */
+	int unwinding;                /* >0 inside one of our unwinds */
+	int from_signal;              /* ... from a signal handler */
+	uintptr_t lookup_pc;          /* signal unwinds: the address looked up next */
+} unwind_thread_t;
 
-CPROF_EXPORT int dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, void *),
-				 void *data)
+enum { TRACE_UNDECIDED = 0, TRACE_CACHED, TRACE_UNCACHED, TRACE_EXITED };
+
+static __thread unwind_thread_t unwind_tls __attribute__((tls_model("initial-exec")));
+
+/* libunwind's own code: a dl_iterate_phdr callback from there is its
+ * dwarf_callback (the only caller in libunwind 1.6.2's x86_64 local
+ * unwinder: src/dwarf/Gfind_proc_info-lsb.c), whose data is a struct
+ * dwarf_callback_data that starts with the ip it looks for. */
+static uintptr_t unwinder_text_start, unwinder_text_end;
+
+static int (*real_dl_iterate_phdr)(int (*)(struct dl_phdr_info *, size_t, void *), void *);
+CPROF_NEXT_SLOT(dl_iterate_phdr, NULL, real_dl_iterate_phdr);
+
+/* The one object that holds `pc`, from glibc's lock-free,
+ * async-signal-safe _dl_find_object; 0 when none. */
+static int answer_one(uintptr_t pc, int (*callback)(struct dl_phdr_info *, size_t, void *),
+		      void *data)
 {
-	if (CPROF_LIKELY(!signal_unwinding)) {
-		if (CPROF_UNLIKELY(!real_dl_iterate_phdr))
-			real_dl_iterate_phdr = (int (*)(int (*)(struct dl_phdr_info *, size_t, void *),
-							void *))dlsym(RTLD_NEXT, "dl_iterate_phdr");
-		/* Too early for dlsym (a sanitizer's start-up): no objects,
-		 * rather than a call through NULL. */
-		return real_dl_iterate_phdr ? real_dl_iterate_phdr(callback, data) : 0;
-	}
 	struct dl_find_object found;
-	if (_dl_find_object((void *)signal_lookup_pc, &found) != 0 || !found.dlfo_link_map)
+	if (_dl_find_object((void *)pc, &found) != 0 || !found.dlfo_link_map)
 		return 0;
 	/* The ELF header is mapped at the object's lowest address, and the
 	 * program headers with it. */
@@ -211,25 +234,181 @@ static void take_over_validation(void)
 		acc->access_mem = access_mem_checked;
 }
 
+/* On a thread inside one of libcprof's unwinds, libunwind's lookups are
+ * answered with the one object that holds the address, and no lock is
+ * taken: the real dl_iterate_phdr holds the loader's list lock across its
+ * callbacks, so a wrapper unwinding while the program holds its own mutex
+ * (the mutex profile records at unlock; the heap profile inside malloc)
+ * would wait for that lock while a thread in dl_iterate_phdr, dlopen or
+ * dlclose whose callback or constructor takes the program's mutex waits
+ * for it: a deadlock the program alone never has (tests/progs/loader_order).
+ * The address is the ip member that opens libunwind's callback data;
+ * should the callback not be libunwind's (another version's code), a
+ * wrapper unwind takes the real, locking path, and a signal unwind the
+ * address it set before the step. Everyone else gets the real one. */
+CPROF_EXPORT int dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, void *),
+				 void *data)
+{
+	if (CPROF_LIKELY(!unwind_tls.unwinding)) {
+		/* Too early for dlsym (a sanitizer's start-up): no objects,
+		 * rather than a call through NULL. */
+		if (CPROF_UNLIKELY(!real_dl_iterate_phdr))
+			real_dl_iterate_phdr = (int (*)(int (*)(struct dl_phdr_info *, size_t, void *),
+							void *))dlsym(RTLD_NEXT, "dl_iterate_phdr");
+		return real_dl_iterate_phdr ? real_dl_iterate_phdr(callback, data) : 0;
+	}
+	uintptr_t cb = (uintptr_t)callback;
+	if (CPROF_LIKELY(cb >= unwinder_text_start && cb < unwinder_text_end && data))
+		return answer_one((uintptr_t)*(const unw_word_t *)data, callback, data);
+	if (unwind_tls.from_signal)
+		return answer_one(unwind_tls.lookup_pc, callback, data);
+	return real_dl_iterate_phdr ? real_dl_iterate_phdr(callback, data) : 0;
+}
+
+/* ---- stack room --------------------------------------------------------- */
+
+/* A signal can land while its thread runs on a small stack: an alternate
+ * signal stack (a runtime's guard-page handler on 8 KiB), a thread made
+ * with PTHREAD_STACK_MIN, a deep recursion near its end. An unwind needs
+ * CPROF_UNWIND_ROOM_SIGNAL or _WRAPPER bytes below the caller's frame (libunwind's
+ * cursor, context and DWARF state, measured by tests/unit/test_unwind.c);
+ * with less, the event is counted under "[cprof: no stack room]"
+ * instead. The stack the capture runs on is the thread's own (bounds from
+ * cprof_unwind_thread_start) or its alternate stack (the handler's
+ * ucontext says where that is; a wrapper asks sigaltstack, only when the
+ * stack pointer is outside the thread's own stack). A stack libcprof does
+ * not know (a coroutine's, a thread made with raw clone or before the
+ * constructor) is not unwound: its room cannot be checked. */
+static bool within(uintptr_t sp, uintptr_t lo, uintptr_t hi)
+{
+	return sp > lo && sp <= hi;
+}
+
+CPROF_SIGSAFE static bool stack_room(uintptr_t sp, const stack_t *alt, uintptr_t need)
+{
+	const unwind_thread_t *t = &unwind_tls;
+	if (CPROF_LIKELY(t->stack_lo && within(sp, t->stack_lo, t->stack_hi)))
+		return sp - t->stack_lo >= need;
+	stack_t ss;
+	if (!alt) {
+		if (sigaltstack(NULL, &ss) != 0)
+			return false;
+		alt = &ss;
+	}
+	if (!(alt->ss_flags & SS_DISABLE) && alt->ss_size &&
+	    within(sp, (uintptr_t)alt->ss_sp, (uintptr_t)alt->ss_sp + alt->ss_size))
+		return sp - (uintptr_t)alt->ss_sp >= need;
+	return false;
+}
+
+CPROF_SIGSAFE bool cprof_unwind_on_thread_stack(uintptr_t sp)
+{
+	return unwind_tls.stack_lo && within(sp, unwind_tls.stack_lo, unwind_tls.stack_hi);
+}
+
+/* The thread's own stack, once, outside any handler. */
+void cprof_unwind_thread_start(bool main_thread)
+{
+	unwind_thread_t *t = &unwind_tls;
+	t->stack_lo = t->stack_hi = 0;
+	t->trace = TRACE_UNDECIDED;
+	if (main_thread) {
+		/* pthread_getattr_np would read /proc/self/maps for the main
+		 * thread: its stack ends at __libc_stack_end's page and may
+		 * grow down to the stack limit. */
+		extern void *__libc_stack_end;
+		struct rlimit rl;
+		uintptr_t hi = ((uintptr_t)__libc_stack_end + 4095) & ~(uintptr_t)4095;
+		if (getrlimit(RLIMIT_STACK, &rl) != 0)
+			return;
+		uintptr_t size = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1ul << 30)
+					 ? (1ul << 30) : (uintptr_t)rl.rlim_cur;
+		t->stack_lo = hi - size + 4096; /* the kernel's gap below is not stack */
+		t->stack_hi = hi;
+		return;
+	}
+	pthread_attr_t attr;
+	if (pthread_getattr_np(pthread_self(), &attr) != 0)
+		return;
+	void *addr;
+	size_t size;
+	if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+		t->stack_lo = (uintptr_t)addr;
+		t->stack_hi = (uintptr_t)addr + size;
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* ---- capture buffers ---------------------------------------------------- */
+
+/* The frames of a capture in progress live in a fixed pool, not on the
+ * interrupted stack (CPROF_MAX_DEPTH 512 would be 4 KiB there): slots of
+ * max_depth + 2 addresses, mmap'd once, taken and given back lock-free
+ * with one compare-and-swap on a bitmap, so a signal landing mid-capture
+ * takes another. An empty pool (CAPTURE_SLOTS captures in progress at
+ * once) counts the event "[cprof: not unwound]". */
+#define CAPTURE_SLOTS 256
+#define CAPTURE_WORDS (CAPTURE_SLOTS / 64)
+static _Atomic uint64_t capture_free_mask[CAPTURE_WORDS]; /* bit set: taken */
+static uintptr_t *capture_pool;
+static size_t capture_slot_words;
+
+CPROF_SIGSAFE uintptr_t *cprof_capture_take(void)
+{
+	if (CPROF_UNLIKELY(!capture_pool))
+		return NULL;
+	for (int w = 0; w < CAPTURE_WORDS; w++) {
+		uint64_t bits = atomic_load_explicit(&capture_free_mask[w], memory_order_relaxed);
+		while (~bits) {
+			int bit = __builtin_ctzll(~bits);
+			if (atomic_compare_exchange_weak_explicit(&capture_free_mask[w], &bits,
+								  bits | (1ull << bit),
+								  memory_order_acquire,
+								  memory_order_relaxed))
+				return capture_pool + (size_t)(w * 64 + bit) * capture_slot_words;
+		}
+	}
+	return NULL;
+}
+
+CPROF_SIGSAFE void cprof_capture_give(uintptr_t *pcs)
+{
+	if (!pcs)
+		return;
+	size_t i = (size_t)(pcs - capture_pool) / capture_slot_words;
+	atomic_fetch_and_explicit(&capture_free_mask[i / 64], ~(1ull << (i % 64)),
+				  memory_order_release);
+}
+
 static inline int in_self(unw_word_t ip)
 {
 	return ip >= cprof_self_text_start && ip < cprof_self_text_end;
 }
 
-static int collect(unw_cursor_t *cursor, uintptr_t *pcs, int n, int max, int exact)
+/* Copies frames from the cursor into pcs[] starting at n. `exact` says
+ * whether the cursor's current IP is exact (leaf of a signal) or a return
+ * address. `skip_self`: libcprof's own frames at the top are not the
+ * program's (a wrapper's unwind starts inside libcprof). */
+static int collect(unw_cursor_t *cursor, uintptr_t *pcs, int n, int max, int exact,
+		   int skip_self)
 {
 	while (n < max) {
 		unw_word_t ip;
 		if (unw_get_reg(cursor, UNW_REG_IP, &ip) < 0 || ip == 0)
 			return n;
-		/* libcprof's own callers (a wrapper between the program and
-		 * the code it called) are not the program's frames; a leaf in
-		 * libcprof is real cost and stays. */
-		if (n == 0 || !in_self(ip))
-			pcs[n++] = exact ? (uintptr_t)ip : (uintptr_t)ip - 1;
+		if (skip_self && in_self(ip)) {
+			/* still in libcprof: not the program's */
+		} else {
+			skip_self = 0;
+			/* libcprof's own callers (a wrapper between the program
+			 * and the code it called) are not the program's frames;
+			 * a leaf in libcprof is real cost and stays. */
+			if (n == 0 || !in_self(ip))
+				pcs[n++] = exact ? (uintptr_t)ip : (uintptr_t)ip - 1;
+		}
 		/* Past a signal frame the next IP is an interrupted PC. */
 		exact = unw_is_signal_frame(cursor) > 0;
-		signal_lookup_pc = exact ? (uintptr_t)ip : (uintptr_t)ip - 1;
+		unwind_tls.lookup_pc = exact ? (uintptr_t)ip : (uintptr_t)ip - 1;
 		if (unw_step(cursor) <= 0)
 			return n;
 	}
@@ -259,43 +438,118 @@ static void cancel_restore(int state)
 	pthread_setcancelstate(state, NULL);
 }
 
-CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max)
+/* Kept out of line, so that the room check in the caller runs before any
+ * of this frame (libunwind's cursor) is on the stack. */
+__attribute__((noinline)) static int unwind_signal_walk(ucontext_t *uc, uintptr_t *pcs, int max)
 {
 	unw_cursor_t cursor;
+	if (unw_init_local2(&cursor, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0) {
+		pcs[0] = unwind_tls.lookup_pc;
+		return 1;
+	}
+	return collect(&cursor, pcs, 0, max, 1, 0);
+}
+
+CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max)
+{
 	ucontext_t *uc = ucontext;
 
 	if (max <= 0)
 		return 0;
+	uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+	if (!stack_room((uintptr_t)__builtin_frame_address(0), &uc->uc_stack,
+			CPROF_UNWIND_ROOM_SIGNAL)) {
+		pcs[0] = pc;
+		if (max < 2)
+			return 1;
+		pcs[1] = CPROF_FRAME_NOROOM;
+		return 2;
+	}
 	int cancel_state = cancel_off();
-	signal_lookup_pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-	signal_unwinding = 1;
-	int depth = 1;
-	if (unw_init_local2(&cursor, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
-		pcs[0] = signal_lookup_pc;
-	else
-		depth = collect(&cursor, pcs, 0, max, 1);
-	signal_unwinding = 0;
+	unwind_tls.lookup_pc = pc;
+	unwind_tls.from_signal++;
+	unwind_tls.unwinding++;
+	int depth = unwind_signal_walk(uc, pcs, max);
+	unwind_tls.unwinding--;
+	unwind_tls.from_signal--;
 	cancel_restore(cancel_state);
 	return depth;
 }
 
+/* ---- wrapper unwinds: the cached fast trace, for a bounded number of
+ * threads ---------------------------------------------------------------- */
+
 /* unw_backtrace, libunwind's fast trace: it remembers each return
- * address's frame layout in a per-thread table (mmap'd, 256 KiB a thread
- * at first use) and then walks with no lock and no system call, where an
- * unw_step loop parses the unwind tables again at every frame (no cache,
- * see cprof_unwind_init): 0.11 us against 17 us for a 10-frame stack,
- * which is what makes heap sampling at the default rate cheap. It falls
- * back to unw_step itself on frames it cannot describe. Every address it
- * gives is a return address, stored minus one. Not for signal handlers:
- * the first use on a thread sets up its table (pthread_once,
- * pthread_setspecific). */
-CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max)
+ * address's frame layout in a per-thread table and then walks with no
+ * lock and no system call, where an unw_step loop parses the unwind
+ * tables again at every frame (no cache, see cprof_unwind_init), and
+ * libunwind blocks and unblocks signals around each lookup (9
+ * sigprocmask calls a frame): 0.10 us against 139 us for a 14-frame stack
+ * here, which is what makes heap sampling at the default rate cheap. Its table costs 256 KiB a thread, mmap'd and
+ * written at the thread's first trace (1 MiB once a thread has traced
+ * more than 8,192 distinct return addresses), freed at thread exit. So
+ * that memory follows the settings and not the program's thread count, at
+ * most CPROF_UNWIND_CACHES threads at once hold one (counted here; a
+ * thread gives its turn back at exit, cprof_unwind_thread_exit); the
+ * others walk with unw_step, uncached. Only threads whose exit libcprof
+ * sees (made through its pthread_create, and the main thread) take a
+ * turn. Not for signal handlers: the first trace on a thread sets up its
+ * table (pthread_once, pthread_setspecific, mmap). */
+static atomic_uint trace_threads;
+
+CPROF_SIGSAFE static bool trace_cached(void)
 {
-	if (max <= 0)
+	unwind_thread_t *t = &unwind_tls;
+	if (CPROF_LIKELY(t->trace == TRACE_CACHED))
+		return true;
+	if (t->trace == TRACE_EXITED || !t->stack_lo)
+		return false;
+	unsigned limit = cprof_config.unwind_caches;
+	if (atomic_load_explicit(&trace_threads, memory_order_relaxed) >= limit)
+		return false;
+	if (atomic_fetch_add_explicit(&trace_threads, 1, memory_order_relaxed) < limit) {
+		t->trace = TRACE_CACHED;
+		return true;
+	}
+	atomic_fetch_sub_explicit(&trace_threads, 1, memory_order_relaxed);
+	t->trace = TRACE_UNCACHED;
+	return false;
+}
+
+void cprof_unwind_thread_exit(void)
+{
+	if (unwind_tls.trace == TRACE_CACHED)
+		atomic_fetch_sub_explicit(&trace_threads, 1, memory_order_relaxed);
+	unwind_tls.trace = TRACE_EXITED;
+}
+
+void cprof_unwind_atfork_child(void)
+{
+	/* The only thread left is this one: its turn, if it had one. */
+	atomic_store(&trace_threads, unwind_tls.trace == TRACE_CACHED ? 1 : 0);
+}
+
+unsigned cprof_unwind_cached_threads(void)
+{
+	return atomic_load(&trace_threads);
+}
+
+/* The uncached walk: a cursor and a context (2 KiB) of its own frame. */
+__attribute__((noinline)) static int unwind_here_uncached(uintptr_t *pcs, int max)
+{
+	unw_context_t context;
+	unw_cursor_t cursor;
+	if (unw_getcontext(&context) < 0 || unw_init_local(&cursor, &context) < 0)
 		return 0;
-	int cancel_state = cancel_off();
+	/* The first IP is this function's own, exact, and libcprof's. */
+	return collect(&cursor, pcs, 0, max, 0, 1);
+}
+
+static int unwind_here_walk(uintptr_t *pcs, int max)
+{
+	if (!trace_cached())
+		return unwind_here_uncached(pcs, max);
 	int n = unw_backtrace((void **)pcs, max);
-	cancel_restore(cancel_state);
 	/* Skip libcprof's own frames: the wrapper and what it called. */
 	int skip = 0;
 	while (skip < n && in_self(pcs[skip]))
@@ -306,6 +560,22 @@ CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max)
 	/* As deep as the buffer: there may be more. Say so in the root. */
 	if (n == max && depth > 1)
 		pcs[depth - 1] = CPROF_FRAME_TRUNCATED;
+	return depth;
+}
+
+CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max)
+{
+	if (max <= 0)
+		return 0;
+	if (!stack_room((uintptr_t)__builtin_frame_address(0), NULL, CPROF_UNWIND_ROOM_WRAPPER)) {
+		pcs[0] = CPROF_FRAME_NOROOM;
+		return 1;
+	}
+	int cancel_state = cancel_off();
+	unwind_tls.unwinding++;
+	int depth = unwind_here_walk(pcs, max);
+	unwind_tls.unwinding--;
+	cancel_restore(cancel_state);
 	return depth;
 }
 
@@ -361,10 +631,33 @@ void cprof_unwind_init(void)
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
 	unw_set_cache_size(unw_local_addr_space, 1024, 0);
 
+	/* libunwind's code, to know its dl_iterate_phdr callback. */
+	if (dladdr((void *)unw_step, &info) && info.dli_fbase) {
+		text_range_query_t unwinder = { (uintptr_t)info.dli_fbase, &unwinder_text_start,
+						&unwinder_text_end };
+		dl_iterate_phdr(find_text, &unwinder);
+	}
+
+	/* The capture buffers, for every thread at once. */
+	capture_slot_words = (size_t)cprof_config.max_depth + 2;
+	size_t bytes = (CAPTURE_SLOTS * capture_slot_words * sizeof(uintptr_t) + 4095) &
+		       ~(size_t)4095;
+	void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (map != MAP_FAILED)
+		capture_pool = map;
+	else
+		cprof_log("cannot map the capture buffers (%lu bytes); stacks are not unwound",
+			  (unsigned long)bytes);
+
 	/* One unwind of each kind now, so libunwind sets up its state and
 	 * binds its symbols before the first signal rather than inside it. */
 	uintptr_t pcs[8];
 	(void)cprof_unwind_here(pcs, 8);
+	int trace = unwind_tls.trace;
+	unwind_tls.trace = TRACE_UNCACHED; /* and the uncached walk */
+	(void)cprof_unwind_here(pcs, 8);
+	unwind_tls.trace = trace;
 	ucontext_t uc;
 	if (getcontext(&uc) == 0)
 		(void)cprof_unwind_signal(&uc, pcs, 8);

@@ -26,6 +26,7 @@ __thread cprof_thread_t cprof_thread __attribute__((tls_model("initial-exec"))) 
 
 atomic_int cprof_running;
 atomic_uint cprof_dump_kinds;
+atomic_uint cprof_cpu_threads_not_sampled;
 int64_t cprof_start_wall_ns;
 uintptr_t cprof_self_text_start, cprof_self_text_end;
 

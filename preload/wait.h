@@ -19,15 +19,11 @@
 
 /* ---- next definitions ------------------------------------------------ */
 
-/* The next definition of `name` (dlvsym with `version` when not NULL,
- * falling back to dlsym), or a stub failing with ENOSYS, with one cprof
- * line, when there is none. Idempotent; safe before the constructor and
- * on any thread. */
-void *cprof_wait_next(const char *name, const char *version);
-
-/* Declares real_<name>, a pointer to the next definition that starts out
- * pointing at a resolver: the first call resolves and forwards, later
- * calls go straight through, so a wrapper pays no "resolved yet?" test.
+/* Declares real_<name>, a pointer to the next definition, and registers
+ * it with cprof_real_init, which sets it in the constructor. Until then
+ * it points at a resolver (a wrapper called before the constructor, from
+ * another library's): the first call resolves and forwards, later calls
+ * go straight through, so a wrapper pays no "resolved yet?" test.
  * `params` and `args` are the parenthesised parameter and argument lists;
  * the pointer's type is the system header's own prototype. */
 #define CPROF_NEXT_VERSIONED(ret, name, version, params, args)                     \
@@ -38,7 +34,8 @@ void *cprof_wait_next(const char *name, const char *version);
 		__typeof__(name) *next = (__typeof__(name) *)cprof_wait_next(#name, version); \
 		__atomic_store_n(&real_##name, next, __ATOMIC_RELAXED);                   \
 		return next args;                                                    \
-	}
+	}                                                                            \
+	CPROF_NEXT_SLOT(name, version, real_##name);
 #define CPROF_NEXT(ret, name, params, args) CPROF_NEXT_VERSIONED(ret, name, NULL, params, args)
 
 /* The wrapper's own entry address: the leaf frame of what it records, so
@@ -101,10 +98,21 @@ void cprof_wait_random_reset(void);
 
 /* ---- recording ------------------------------------------------------------ */
 
-/* Fills pcs[] with `leaf` (a wrapper's entry) and then the program's
- * stack that called it; returns the depth. Sets cprof_thread.busy around
- * the unwind. */
-CPROF_SIGSAFE int cprof_wait_stack(uintptr_t leaf, uintptr_t *pcs, int max);
+/* A captured stack: `leaf` (a wrapper's entry) and then the program's
+ * stack that called it, pcs[0..depth), in a buffer of the capture pool
+ * (never on the program's stack, which may be small), or [leaf,
+ * [cprof: not unwound]] when the pool is empty. */
+typedef struct cprof_wait_capture {
+	uintptr_t *pcs;
+	int depth;
+	uintptr_t *buffer; /* from the pool, or NULL */
+	uintptr_t spare[2];
+} cprof_wait_capture_t;
+
+/* Captures; sets cprof_thread.busy around the unwind. Give the buffer
+ * back with cprof_wait_release once the stack is in the table. */
+CPROF_SIGSAFE void cprof_wait_stack(cprof_wait_capture_t *c, uintptr_t leaf);
+CPROF_SIGSAFE void cprof_wait_release(cprof_wait_capture_t *c);
 
 /* Go's block-rate rule for a wait of `delay` ns: kept when delay >= rate,
  * adding (1 contention, delay); else kept with probability delay/rate,

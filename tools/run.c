@@ -83,6 +83,7 @@ static setting_t settings[] = {
 	{ "seed", 0, "CPROF_SEED", SETTING_NUMBER, 0, ULONG_MAX, NULL },
 	{ "mutex-fraction", 0, "CPROF_MUTEX_FRACTION", SETTING_NUMBER, 1, 1u << 30, NULL },
 	{ "block-rate", 0, "CPROF_BLOCK_RATE", SETTING_NUMBER, 1, 1ull << 40, NULL },
+	{ "unwind-caches", 0, "CPROF_UNWIND_CACHES", SETTING_NUMBER, 0, 1u << 16, NULL },
 };
 #define SETTING_COUNT (sizeof settings / sizeof settings[0])
 #define OPTION_SETTING_BASE 0x100 /* getopt code of settings[i]: base + i */
@@ -521,6 +522,7 @@ static void print_run_usage(FILE *stream)
 	      "      --seed N            repeatable sampling (CPROF_SEED)\n"
 	      "      --mutex-fraction N  keep 1 contention in N (CPROF_MUTEX_FRACTION)\n"
 	      "      --block-rate NS     block profile sampling (CPROF_BLOCK_RATE)\n"
+	      "      --unwind-caches N   threads with a fast-unwind cache (CPROF_UNWIND_CACHES)\n"
 	      "      --lib FILE          the libcprof.so to use (default: found next to cprof)\n"
 	      "  -q, --quiet             no line saying where the profiles went\n"
 	      "CMD runs with LD_PRELOAD=libcprof.so; cprof exits with its status.\n",
