@@ -160,6 +160,22 @@ void cprof_sigmask_release(int sig)
 
 /* ---- the wrappers ------------------------------------------------------ */
 
+/* Inside a handler running on the alternate signal stack, the CPU
+ * signal is blocked by the sa_mask libcprof added (signals.c: a second
+ * signal frame may not fit a small alternate stack, and the kernel kills
+ * a process whose frame does not fit). A mask call there that would
+ * unblock it keeps it as the kernel has it. Off the thread's own stack
+ * only, so the common path makes no extra system call. */
+CPROF_SIGSAFE static bool keep_kernel_block(int sig)
+{
+	if (cprof_unwind_on_thread_stack((uintptr_t)__builtin_frame_address(0)))
+		return false;
+	sigset_t current;
+	if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &current, _NSIG / 8) != 0)
+		return false;
+	return sigismember(&current, sig) == 1;
+}
+
 /* The program's call with the hidden signal `sig` on: the set loses it,
  * the old set reads back the thread's remembered bit (or the real one,
  * set inside a handler whose sa_mask holds it), and the bit follows what
@@ -187,6 +203,18 @@ void cprof_sigmask_release(int sig)
 				copy.__val[word] &= ~bit;                            \
 				set = &copy;                                         \
 			}                                                            \
+		}                                                                    \
+		if (how != SIG_BLOCK && set && keep_kernel_block(sig)) {            \
+			/* On an alternate stack the hidden signal stays as     \
+			 * blocked as the kernel has it (stack room, signals.c). */ \
+			if (set != &copy) {                                          \
+				copy = *set;                                         \
+				set = &copy;                                         \
+			}                                                            \
+			if (how == SIG_SETMASK)                                      \
+				copy.__val[word] |= bit;                             \
+			else                                                         \
+				copy.__val[word] &= ~bit;                            \
 		}                                                                    \
 		int ret = real_##name(how, set, old);                                \
 		if (!(failed)) {                                                     \

@@ -5,7 +5,9 @@
 # labels_cpu_ns FILE TAGFOCUS: pprof's total CPU in ns of the samples with
 # that tag ("" for all).
 labels_pprof_total_ns() {
-	local args=(-top -unit=ns)
+	# Every node shown (pprof drops nodes under 0.5% by default, and the
+	# "Showing nodes accounting for" figure with them).
+	local args=(-top -unit=ns -nodefraction=0 -nodecount=100000)
 	[ -n "$2" ] && args+=("-tagfocus=$2")
 	go tool pprof "${args[@]}" "$1" 2>/dev/null |
 		sed -n 's/^Showing nodes accounting for \([0-9.]*\)ns.*/\1/p' | head -1

@@ -64,6 +64,18 @@ check_hidden() {
 		# drifts from the exact thread CPU time by up to 22% on a
 		# loaded machine (measured); its accuracy is cpu.sh's test.
 		# Here: the samples are there (there were none).
+		if [ "$timer" = process ]; then
+			# ITIMER_PROF is checked at the scheduler tick on the
+			# process's CPU time and counts no overruns: where other
+			# jobs take the cores, the ticks that find the process
+			# running are few and the periods between them are lost
+			# (measured here: 20-30% of the time kept at load 4).
+			# Its accuracy is cpu.sh's test on a program of its own;
+			# here the point is that the samples exist at all (before
+			# the fix there were none).
+			[ "$value" -gt 0 ] || fail "$fn: no sample" || return 1
+			continue
+		fi
 		within "$value" "$truth" "$bound" || fail "$fn: $value ns, want $truth +- $bound%" || return 1
 	done
 	pprof_top "$file" | grep -q spin_main || fail "pprof: no spin_main" || return 1
