@@ -497,7 +497,7 @@ test_cli_demo_four_problems() {
 	local checks=(
 		"cpu append_field flat 30 20"
 		"heap read_record flat 40 5 malloc"
-		"mutex store_result cum 50 40 pthread_mutex_unlock"
+		"mutex store_result cum 50 - pthread_mutex_unlock"
 		"block next_record cum 30 10 read"
 	)
 	local check kind fn col low high needs p f planted_share fixed_share rc opts
@@ -515,8 +515,21 @@ test_cli_demo_four_problems() {
 		echo "$kind: $fn $col share planted $planted_share%, fixed $fixed_share%"
 		awk -v s="$planted_share" -v l="$low" 'BEGIN { exit !(s >= l) }' ||
 			fail "$kind: $fn has $planted_share% when planted, want >= $low%" || return 1
-		awk -v s="$fixed_share" -v h="$high" 'BEGIN { exit !(s <= h) }' ||
-			fail "$kind: $fn has $fixed_share% when fixed, want <= $high%" || return 1
+		if [ "$kind" = mutex ]; then
+			# The fixed service has a handful of contentions left,
+			# so one of them on store_result moves its share of that
+			# tiny total between 0 and 45% (seen): what was fixed is
+			# the delay itself, held to under a tenth of the planted.
+			local pv fv
+			pv=$(cprof_value "$p" "$fn" cum delay)
+			fv=$(cprof_value "$f" "$fn" cum delay)
+			echo "mutex: $fn delay planted $pv ns, fixed $fv ns"
+			[ "$fv" -le $((pv / 10)) ] ||
+				fail "$kind: $fn has $fv ns of delay when fixed, planted $pv" || return 1
+		else
+			awk -v s="$fixed_share" -v h="$high" 'BEGIN { exit !(s <= h) }' ||
+				fail "$kind: $fn has $fixed_share% when fixed, want <= $high%" || return 1
+		fi
 		if [ "$col" = flat ]; then
 			"$CPROF" top -n 1 "$p" | tail -1 | grep -q " $fn\$" ||
 				fail "$kind: $fn is not the top row" || return 1

@@ -48,8 +48,25 @@ test_lines_program_default() {
 	local m
 	m=$(libc_mapping prof.raw)
 	echo "$m"
-	[[ $m == *"[functions]"* ]] || fail "libc mapping: every location named, and no lines: $m" ||
-		return 1
+	if [[ $m != *"[functions]"* ]]; then
+		# A sample in one of libc's PLT stubs (qsort calling memcpy
+		# through its IRELATIVE slot) has no symbol to be named by, and
+		# its mapping then cannot claim every location named. Every
+		# other libc location must be.
+		local plt_lo=0 plt_hi=0 name addr size unnamed off
+		while read -r name addr size; do
+			[ "$plt_lo" -eq 0 ] || [ $((16#$addr)) -lt "$plt_lo" ] && plt_lo=$((16#$addr))
+			[ $((16#$addr + 16#$size)) -gt "$plt_hi" ] && plt_hi=$((16#$addr + 16#$size))
+		done < <(readelf -SW "$(readlink -f /lib/x86_64-linux-gnu/libc.so.6)" |
+			sed -n 's/^ *\[ *[0-9]*\] \(\.plt[.a-z]*\) *[A-Z]* *\([0-9a-f]*\) [0-9a-f]* \([0-9a-f]*\).*/\1 \2 \3/p')
+		unnamed=$(sed -n 's/^ *#[0-9]* 0x[0-9a-f]* libc\.so\.6 0x\([0-9a-f]*\)$/\1/p' prof.raw)
+		echo "libc locations without a name (file offsets): ${unnamed:-none}; PLT: $plt_lo-$plt_hi"
+		[ -n "$unnamed" ] || fail "libc mapping not [functions], yet every location named: $m" || return 1
+		for off in $unnamed; do
+			[ $((16#$off)) -ge "$plt_lo" ] && [ $((16#$off)) -lt "$plt_hi" ] ||
+				fail "libc location 0x$off has no name and is not in the PLT" || return 1
+		done
+	fi
 	[ -s prof.err ] && { cat prof.err; fail "stderr not empty"; return 1; }
 	local p
 	p=$(pprof_cum_pct "$(profile_of prof cpu)" compare_keys)
