@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := gcc g++ make libc6-dev binutils \
 	libunwind-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler \
 	libdw-dev libelf-dev libcmocka-dev golang-go \
 	libgoogle-perftools4 google-perftools heaptrack \
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev libmicrohttpd-dev
 
 PREFIX ?= /usr/local
 CC ?= cc
@@ -33,10 +33,10 @@ LIBS := -lunwind -lprotobuf-c -lz -ldl -lpthread
 # The parts every profile kind shares, linked into the shim, the tests and
 # (the writer/reader half) the cprof tool.
 CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
-	preload/symbolize.c preload/pprof.c
+	preload/symbolize.c preload/pprof.c preload/http_route.c
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
-	preload/dump.c preload/heap.c preload/mutex.c preload/block.c
+	preload/dump.c preload/heap.c preload/mutex.c preload/block.c preload/http.c
 PROTO_C := $(GEN)/profile.pb-c.c
 PROTO_H := $(GEN)/profile.pb-c.h
 
@@ -94,6 +94,7 @@ $(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
 	$(CC) $(BASE_CFLAGS) $(WARN) -c $< -o $@
 
 $(OBJ)/mutex.o $(OBJ)/block.o: preload/wait.h
+$(OBJ)/http.o $(OBJ)/http_route.o $(OBJ)/config.o: preload/http_route.h
 
 $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^
