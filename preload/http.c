@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -85,8 +86,8 @@ typedef struct conn_slot {
 	int fd;
 	bool used;
 	bool over_limit;      /* came when the cap was reached: 503 */
-	bool reading;         /* a request is being received */
-	int64_t reading_since; /* CLOCK_MONOTONIC ns */
+	bool waiting;         /* its request waits for a window: no deadline */
+	int64_t reading_since; /* CLOCK_MONOTONIC ns: the deadline's start */
 } conn_slot_t;
 
 typedef struct request {
@@ -140,7 +141,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 			const union MHD_ConnectionInfo *info =
 				mhd.MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 			*s = (conn_slot_t){ .connection = c, .fd = info ? info->connect_fd : -1,
-					    .used = true, .reading = true,
+					    .used = true,
 					    .reading_since = now_mono(),
 					    .over_limit = http.active >= cprof_config.http_connections };
 			http.active++;
@@ -158,6 +159,15 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 }
 
 /* ---- responses --------------------------------------------------------- */
+
+/* Sending the answer gets a timeout of its own. */
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r)
+{
+	conn_slot_t *slot = slot_of(c);
+	if (slot)
+		slot->reading_since = now_mono();
+	return mhd.MHD_queue_response(c, status, r);
+}
 
 /* Queues a response; `body` is malloc'd and handed over (NULL: copied
  * from `text`). */
@@ -180,7 +190,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, const 
 	mhd.MHD_add_response_header(r, "Content-Type", type);
 	if (disposition)
 		mhd.MHD_add_response_header(r, "Content-Disposition", disposition);
-	enum MHD_Result rc = mhd.MHD_queue_response(c, status, r);
+	enum MHD_Result rc = queue(c, status, r);
 	mhd.MHD_destroy_response(r);
 	return rc;
 }
@@ -204,7 +214,7 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned status, 
 		mhd.MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
 	if (close)
 		mhd.MHD_add_response_header(r, "Connection", "close");
-	enum MHD_Result rc = mhd.MHD_queue_response(c, status, r);
+	enum MHD_Result rc = queue(c, status, r);
 	mhd.MHD_destroy_response(r);
 	return rc;
 }
@@ -454,6 +464,8 @@ static void wait_until(request_t *r, int64_t due)
 {
 	r->waiting = true;
 	r->due = due;
+	if (r->slot)
+		r->slot->waiting = true;
 	r->next_waiting = http.waiting;
 	http.waiting = r;
 	mhd.MHD_suspend_connection(r->connection);
@@ -507,8 +519,6 @@ static enum MHD_Result check_request(request_t *r, const char *url, const char *
 	if (d->debug != 0 && !d->seconds && kind < CPROF_KIND_COUNT)
 		return respond_error(c, 400, "debug=1 text profiles are not available yet; "
 				     "drop debug for the pprof format", NULL, false);
-	if (d->route == CPROF_HTTP_SYMBOL && in.has_body && r->slot)
-		r->slot->reading = true; /* the body counts against the timeout */
 	r->answered = false;
 	return MHD_YES;
 }
@@ -556,8 +566,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*req_cls = r;
 		r->connection = c;
 		r->slot = slot_of(c);
-		if (r->slot)
-			r->slot->reading = false;
 		return check_request(r, url, method);
 	}
 	if (*upload_size) {
@@ -578,8 +586,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r->body[r->body_len] = 0;
 		return MHD_YES;
 	}
-	if (r->slot)
-		r->slot->reading = false;
 	if (r->due_now) {
 		r->due_now = false;
 		return serve_profile(r);
@@ -598,7 +604,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 	conn_slot_t *slot = slot_of(c);
 	if (slot) {
 		/* Keep-alive: the next request's clock starts now. */
-		slot->reading = true;
+		slot->waiting = false;
 		slot->reading_since = now_mono();
 	}
 	if (!r)
@@ -823,12 +829,14 @@ static void check_timeouts(int64_t now)
 	int64_t limit = (int64_t)cprof_config.http_timeout * 1000000000;
 	for (unsigned i = 0; i < http.nslots; i++) {
 		conn_slot_t *s = &http.slots[i];
-		if (s->used && s->reading && s->fd >= 0 && now - s->reading_since > limit) {
-			/* A client too slow to send its request (or silent
-			 * on a kept-alive connection): libmicrohttpd sees the
-			 * end of the stream and closes the connection. */
+		if (s->used && !s->waiting && s->fd >= 0 && now - s->reading_since > limit) {
+			/* A client too slow to send its request or take its
+			 * answer, silent on a kept-alive connection, or half
+			 * closed where libmicrohttpd would wait for it:
+			 * libmicrohttpd sees the end of the stream and closes
+			 * the connection. */
 			shutdown(s->fd, SHUT_RDWR);
-			s->reading = false;
+			s->reading_since = INT64_MAX / 2; /* once */
 		}
 	}
 }
@@ -843,7 +851,7 @@ static int32_t next_wake(int64_t now)
 			next = r->due;
 	int64_t limit = (int64_t)cprof_config.http_timeout * 1000000000;
 	for (unsigned i = 0; i < http.nslots; i++)
-		if (http.slots[i].used && http.slots[i].reading &&
+		if (http.slots[i].used && !http.slots[i].waiting &&
 		    http.slots[i].reading_since + limit < next)
 			next = http.slots[i].reading_since + limit;
 	if (next == INT64_MAX)
@@ -858,6 +866,10 @@ static void resume_due(int64_t now)
 		if (r->waiting && r->due <= now) {
 			r->waiting = false;
 			r->due_now = true;
+			if (r->slot) {
+				r->slot->waiting = false;
+				r->slot->reading_since = now;
+			}
 			mhd.MHD_resume_connection(r->connection);
 		}
 }
@@ -866,6 +878,7 @@ static void *http_main(void *arg)
 {
 	(void)arg;
 	cprof_thread.busy = 1; /* nothing this thread does is the program's */
+	prctl(PR_SET_NAME, "cprof-http"); /* for top -H and ps -L */
 	cprof_http_address_t address;
 	cprof_http_parse_address(cprof_config.http, &address); /* validated by config.c */
 

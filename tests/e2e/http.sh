@@ -338,3 +338,131 @@ test_http_bad_settings() {
 		[ "$(cat o)" = ready ] || fail "$v: output $(cat o)" || return 1
 	done
 }
+
+# The serving thread's own descriptor table, as /proc shows it: the task
+# named cprof-http.
+http_thread_fds() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		if [ "$(cat "$t/comm")" = cprof-http ]; then
+			ls "$t/fd" | wc -l
+			return
+		fi
+	done
+	echo none
+}
+
+# A client that sends its request a byte every half second is dropped
+# after CPROF_HTTP_TIMEOUT seconds, however steadily it sends (an
+# inactivity timeout alone would keep it forever).
+test_http_limits_slow_client() {
+	http_start svc CPROF_HTTP_TIMEOUT=2 -- || return 1
+	perl -MIO::Socket::INET -MTime::HiRes=time,sleep -e '
+		my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0]) or die "connect: $!";
+		$SIG{PIPE} = "IGNORE";
+		my $start = time;
+		my $req = "GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\nX-Slow: " . ("a" x 100);
+		for my $c (split //, $req) {
+			last unless defined syswrite($s, $c);
+			my $rin = ""; vec($rin, fileno($s), 1) = 1;
+			if (select(my $r = $rin, undef, undef, 0.5)) {
+				my $n = sysread($s, my $buf, 100);
+				last if !$n;
+			}
+			last if time - $start > 10;
+		}
+		printf "%.1f\n", time - $start;' "$ADDR" >dropped || fail "perl: $?" || return 1
+	echo "slow client dropped after $(cat dropped) s"
+	awk -v t="$(cat dropped)" 'BEGIN { exit !(t >= 1.5 && t < 5) }' ||
+		fail "slow client held $(cat dropped) s (timeout 2 s)" || return 1
+	[ "$(status "http://$ADDR/debug/pprof/heap")" = 200 ] || fail "not served after" || return 1
+	svc_stop
+}
+
+# malformed_round ADDR: 45 malformed requests; prints "STATUS:COUNT ..."
+# ("closed": libmicrohttpd closed without a reply, which it does for a
+# line that is not HTTP/1.x at all). A body cut short is the slow
+# client's case: dropped at the timeout.
+malformed_round() {
+	perl -MIO::Socket::INET -e '
+		my @bad = ("GARBAGE\r\n\r\n", "GET\r\n\r\n", "GET /debug/pprof/heap HTTP/9.9\r\n\r\n",
+			"GET /debug/pprof/heap HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+			"GET /debug/pprof/heap?seconds=%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+			"\x00\x01\x02\xff\r\n\r\n", "GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\n" .
+			"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+			"GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\nBad header line\r\n\r\n");
+		my %codes;
+		for my $i (1 .. 45) {
+			my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0]) or die "connect: $!";
+			print $s $bad[$i % @bad];
+			shutdown($s, 1);
+			my $reply = join "", <$s>;
+			my ($code) = $reply =~ m{^HTTP/1\.[01] (\d+)};
+			$codes{$code // "closed"}++;
+		}
+		print join(" ", map { "$_:$codes{$_}" } sort keys %codes), "\n";' "$1"
+}
+
+# Headers over 8 KiB: 431 (or libmicrohttpd's own 431 when they do not
+# even fit its buffer); bodies: symbol only, 64 KiB at most; malformed
+# requests get a 4xx and neither descriptors nor memory leak.
+test_http_limits_sizes() {
+	http_start svc -- || return 1
+	local base="http://$ADDR/debug/pprof" big huge code
+	big=$(head -c 9000 /dev/zero | tr '\0' a)
+	huge=$(head -c 40000 /dev/zero | tr '\0' a)
+	code=$(status "$base/heap" -H "X-Big: $big")
+	[ "$code" = 431 ] || fail "9000-byte header: $code" || return 1
+	code=$(status "$base/heap" -H "X-Big: $huge")
+	[ "$code" = 431 ] || [ "$code" = 400 ] || fail "40000-byte header: $code" || return 1
+	code=$(status "$base/heap" -H "X-Ok: $(head -c 6000 /dev/zero | tr '\0' a)")
+	[ "$code" = 200 ] || fail "6000-byte header: $code" || return 1
+	head -c 70000 /dev/zero | tr '\0' 1 >body
+	code=$(status "$base/symbol" --data-binary @body)
+	[ "$code" = 413 ] || fail "70000-byte symbol body: $code" || return 1
+	code=$(status "$base/symbol" -H 'Transfer-Encoding: chunked' --data-binary @body)
+	[ "$code" = 413 ] || fail "chunked 70000-byte symbol body: $code" || return 1
+	code=$(status "$base/heap" -X GET -d 'x=1')
+	[ "$code" = 413 ] || fail "GET heap with a body: $code" || return 1
+
+	# A first round warms the allocator; the second must cost nothing.
+	malformed_round "$ADDR" >codes || fail "perl $?" || return 1
+	local fds_before rss_before
+	fds_before=$(http_thread_fds "$SVC_PID")
+	rss_before=$(awk '/^VmRSS/ { print $2 }' "/proc/$SVC_PID/status")
+	malformed_round "$ADDR" >codes || fail "perl $?" || return 1
+	echo "malformed requests: $(cat codes)"
+	grep -q ' 200:\|^200:' codes && fail "a malformed request got 200" && return 1
+	grep -q '400:' codes || fail "no 400 at all" || return 1
+	local fds_after rss_after
+	fds_after=$(http_thread_fds "$SVC_PID")
+	rss_after=$(awk '/^VmRSS/ { print $2 }' "/proc/$SVC_PID/status")
+	[ "$(status "$base/heap")" = 200 ] || fail "not served after the malformed requests" || return 1
+	echo "serving thread descriptors $fds_before -> $fds_after, RSS $rss_before -> $rss_after kB"
+	[ "$fds_before" != none ] && [ "$fds_after" = "$fds_before" ] ||
+		fail "descriptors $fds_before -> $fds_after" || return 1
+	[ $((rss_after - rss_before)) -lt 512 ] || fail "RSS grew $((rss_after - rss_before)) kB" || return 1
+	svc_stop
+}
+
+# CPROF_HTTP_CONNECTIONS (8) connections at once: the 9th gets a 503 and
+# is served again once the others are gone.
+test_http_limits_flood() {
+	http_start svc -- || return 1
+	mkfifo hold
+	perl -MIO::Socket::INET -e '
+		my @s = map { IO::Socket::INET->new(PeerAddr => $ARGV[0]) or die "connect: $!" } 1 .. 8;
+		print "held\n";
+		open(my $h, "<", $ARGV[1]); <$h>;' "$ADDR" "$PWD/hold" >held &
+	local holder=$!
+	for _ in $(seq 100); do grep -q held held && break; sleep 0.05; done
+	sleep 0.2
+	curl -s -D h "http://$ADDR/debug/pprof/heap" -o body
+	grep -q '^HTTP/1.1 503' h || fail "9th connection: $(head -1 h)" || return 1
+	grep -q 'too many connections' body || fail "503 body: $(cat body)" || return 1
+	echo >hold
+	wait $holder
+	sleep 0.2
+	[ "$(status "http://$ADDR/debug/pprof/heap")" = 200 ] || fail "not served after the flood" || return 1
+	svc_stop
+}
