@@ -162,6 +162,23 @@ $(FUZZ_BIN): tests/fuzz/fuzz_profile_read.c tools/profile_read.c tools/profile_r
 		-o $@ tests/fuzz/fuzz_profile_read.c tools/profile_read.c $(PROTO_C) \
 		-lprotobuf-c -lz -ldl -lm
 
+# libFuzzer on the endpoint's routing, query, symbol-body, token and
+# address parsing (tests/fuzz/fuzz_http_route.c); seeds in
+# tests/fuzz/corpus_http/. `make fuzz-http FUZZ_SECONDS=180`.
+FUZZ_HTTP_BIN := $(BUILD)/fuzz/fuzz_http_route
+
+.PHONY: fuzz-http
+fuzz-http: deps-check $(FUZZ_HTTP_BIN)
+	@mkdir -p $(BUILD)/fuzz/corpus_http
+	$(FUZZ_HTTP_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2560 \
+		-max_len=4096 -print_final_stats=1 $(BUILD)/fuzz/corpus_http tests/fuzz/corpus_http
+
+$(FUZZ_HTTP_BIN): tests/fuzz/fuzz_http_route.c preload/http_route.c preload/http_route.h
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Ipreload \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ tests/fuzz/fuzz_http_route.c preload/http_route.c
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include
 	install -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/lib/libcprof.so

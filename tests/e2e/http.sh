@@ -466,3 +466,41 @@ test_http_limits_flood() {
 	[ "$(status "http://$ADDR/debug/pprof/heap")" = 200 ] || fail "not served after the flood" || return 1
 	svc_stop
 }
+
+# A busy program (4 threads computing) under 100 requests of every kind,
+# 5 of them CPU windows at once: its output and exit status are those of
+# the run without the shim, and every request was answered while it ran.
+test_http_busy_program_unchanged() {
+	local iterations=6000000000
+	"$PROGS/http_service" --busy 4 $iterations >plain.out 2>plain.err &
+	local plain=$!
+	(start_profiled prof CPROF_HTTP=:0 -- "$PROGS/http_service" --busy 4 $iterations \
+		>shim.out 2>shim.err) &
+	local pid=$!
+	for _ in $(seq 100); do [ -s "prof/http_service.$pid.http" ] && break; sleep 0.05; done
+	local addr
+	addr=$(cat "prof/http_service.$pid.http") || fail "no address file" || return 1
+	local base="http://$addr/debug/pprof" i
+	for i in 1 2 3 4 5; do
+		curl -s -o "win$i.pb.gz" -w '%{http_code}\n' "$base/profile?seconds=1" >>codes &
+	done
+	local paths=("" heap allocs mutex block delta_heap delta_mutex delta_block cmdline symbol
+		"heap?seconds=1" "profile?seconds=1")
+	for i in $(seq 95); do
+		curl -s -o /dev/null -w '%{http_code}\n' "$base/${paths[i % 10]}" >>codes
+	done
+	alive=$(kill -0 $pid 2>/dev/null && echo yes || echo no)
+	wait $pid
+	local rc=$?
+	wait $plain
+	local plain_rc=$?
+	wait
+	[ "$plain_rc" = 3 ] || fail "plain run exit $plain_rc" || return 1
+	echo "answers: $(sort codes | uniq -c | tr '\n' ' '); alive after 100: $alive; exit $rc"
+	[ "$(grep -c '^200$' codes)" = 100 ] || fail "$(grep -vc '^200$' codes) requests not 200" || return 1
+	[ "$alive" = yes ] || fail "the program ended before the 100 requests: raise iterations" || return 1
+	[ "$rc" = "$plain_rc" ] || fail "exit $rc under the shim, $plain_rc without" || return 1
+	cmp -s plain.out shim.out || fail "output differs: $(cat shim.out) vs $(cat plain.out)" || return 1
+	[ "$(grep -v '^cprof: serving' shim.err)" = "$(cat plain.err)" ] || fail "stderr: $(cat shim.err)" || return 1
+	[ "$(cprof_value win1.pb.gz busy_thread cum cpu)" -gt 0 ] || fail "window without busy_thread" || return 1
+}
