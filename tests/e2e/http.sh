@@ -504,3 +504,34 @@ test_http_busy_program_unchanged() {
 	[ "$(grep -v '^cprof: serving' shim.err)" = "$(cat plain.err)" ] || fail "stderr: $(cat shim.err)" || return 1
 	[ "$(cprof_value win1.pb.gz busy_thread cum cpu)" -gt 0 ] || fail "window without busy_thread" || return 1
 }
+
+# fork and exec: a forked child does not serve on its parent's socket (it
+# has no serving thread, and the socket is in no table it inherits); an
+# exec'd program (same pid) serves afresh from the inherited CPROF_HTTP.
+test_http_fork_exec() {
+	mkfifo in
+	(start_profiled out CPROF_HTTP=:0 -- bash -c "read line; exec $PROGS/http_service" <in >o 2>e) &
+	local pid=$!
+	exec 7>in
+	for _ in $(seq 100); do [ -s "out/bash.$pid.http" ] && break; sleep 0.05; done
+	local first
+	first=$(cat "out/bash.$pid.http") || fail "bash did not serve: $(cat e)" || return 1
+	[ "$(curl -s "http://$first/debug/pprof/cmdline" | tr '\0' ' ')" = "bash -c read line; exec $PROGS/http_service" ] ||
+		fail "bash's cmdline" || return 1
+	echo go >&7
+	for _ in $(seq 100); do grep -q ready o 2>/dev/null && [ -s "out/http_service.$pid.http" ] && break; sleep 0.05; done
+	local second
+	second=$(cat "out/http_service.$pid.http") || fail "the exec'd program did not serve: $(cat e)" || return 1
+	[ "$(curl -s "http://$second/debug/pprof/cmdline" | tr '\0' ' ')" = "$PROGS/http_service" ] ||
+		fail "exec'd cmdline" || return 1
+	[ "$(status "http://$first/debug/pprof/cmdline")" = 000 ] || fail "the old image's socket still answers" || return 1
+	exec 7>&-
+	wait $pid || fail "exit $?" || return 1
+	# A forked child (heap_fork forks and the child exits) serves nothing.
+	run_profiled out2 CPROF_HTTP=:0 -- "$PROGS/heap_fork" >fo 2>e2 || fail "heap_fork exit $?" || return 1
+	local child
+	child=$(sed -n 's/^child \([0-9]*\) exited.*/\1/p' fo)
+	[ -n "$child" ] || fail "no child pid: $(cat fo)" || return 1
+	[ ! -e "out2/heap_fork.$child.http" ] || fail "the forked child serves" || return 1
+	[ "$(grep -c 'serving /debug/pprof/' e2)" -le 1 ] || fail "serving lines: $(cat e2)" || return 1
+}
