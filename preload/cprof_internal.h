@@ -313,6 +313,11 @@ typedef struct cprof_pprof_options {
 int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wall_ns,
 			   const cprof_pprof_options_t *opt, uint8_t **out, size_t *out_len);
 
+/* debug=1: Go's legacy text form of the heap, mutex or block profile now
+ * ("heap profile: ..." or "--- mutex:"), symbolized in # lines. 0 and a
+ * malloc'd text, or -errno. */
+int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, size_t *out_len);
+
 /* Entries of `kind` with a non-zero value now (the index page's counts). */
 size_t cprof_pprof_count(cprof_kind_t kind);
 

@@ -295,6 +295,19 @@ static enum MHD_Result serve_profile(request_t *r)
 
 /* ---- the small pages ---------------------------------------------------- */
 
+/* debug=N on heap, allocs, mutex, block: Go's text form. */
+static enum MHD_Result serve_text(request_t *r)
+{
+	char *text = NULL;
+	size_t len = 0;
+	cprof_symbolizer_t *sym = cprof_symbolizer_new();
+	int err = sym ? cprof_pprof_text(route_kind(r->decision.route), sym, &text, &len) : -ENOMEM;
+	cprof_symbolizer_free(sym);
+	if (err < 0)
+		return respond_error(r->connection, 500, "failed to collect profile", NULL, false);
+	return respond(r->connection, 200, "text/plain; charset=utf-8", text, len, NULL, NULL);
+}
+
 typedef struct text {
 	char *p;
 	size_t len, cap;
@@ -516,9 +529,6 @@ static enum MHD_Result check_request(request_t *r, const char *url, const char *
 	if (kind < CPROF_KIND_COUNT && !kind_served(kind))
 		return respond_error(c, 404, "profile not collected by this process (CPROF_PROFILES)",
 				     NULL, false);
-	if (d->debug != 0 && !d->seconds && kind < CPROF_KIND_COUNT)
-		return respond_error(c, 400, "debug=1 text profiles are not available yet; "
-				     "drop debug for the pprof format", NULL, false);
 	r->answered = false;
 	return MHD_YES;
 }
@@ -541,6 +551,10 @@ static enum MHD_Result serve_request(request_t *r)
 	default:
 		break;
 	}
+	bool delta_path = d->route == CPROF_HTTP_DELTA_HEAP || d->route == CPROF_HTTP_DELTA_MUTEX ||
+			  d->route == CPROF_HTTP_DELTA_BLOCK;
+	if (d->debug != 0 && d->route != CPROF_HTTP_PROFILE && !delta_path)
+		return serve_text(r);
 	if (d->seconds) {
 		/* A window: the profile then minus the profile now. */
 		r->base = cprof_snapshot_take(route_kind(d->route), cprof_now_ns(CLOCK_REALTIME));

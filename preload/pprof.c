@@ -481,6 +481,88 @@ size_t cprof_pprof_count(cprof_kind_t kind)
 	return n;
 }
 
+/* ---- debug=1: the legacy text forms Go writes ------------------------- */
+
+typedef struct text_ctx {
+	FILE *f;
+	cprof_kind_t kind;
+	cprof_symbolizer_t *sym;
+	int64_t totals[CPROF_VALUES_MAX];
+	bool header_pass;
+} text_ctx_t;
+
+static void text_entry(const cprof_stack_t *s, void *p)
+{
+	text_ctx_t *t = p;
+	int64_t v[CPROF_VALUES_MAX] = { 0 };
+	entry_values(t->kind, s, v);
+	bool any = false;
+	for (unsigned i = 0; i < formats[t->kind].nvalues; i++)
+		any |= v[i] != 0;
+	if (!any)
+		return;
+	if (t->header_pass) {
+		for (unsigned i = 0; i < CPROF_VALUES_MAX; i++)
+			t->totals[i] += v[i];
+		return;
+	}
+	if (t->kind == CPROF_KIND_HEAP)
+		fprintf(t->f, "%lld: %lld [%lld: %lld] @", (long long)v[2], (long long)v[3],
+			(long long)v[0], (long long)v[1]);
+	else
+		fprintf(t->f, "%lld %lld @", (long long)v[1], (long long)v[0]);
+	/* Callers are stored as return address - 1; the text form carries
+	 * return addresses, as Go's, and its readers take the 1 off. */
+	for (unsigned i = 0; i < s->depth; i++)
+		fprintf(t->f, " %#lx", (unsigned long)(s->frames[i] + (i > 0)));
+	fputc('\n', t->f);
+	for (unsigned i = 0; i < s->depth; i++) {
+		cprof_symbol_t sym;
+		cprof_symbolize(t->sym, s->frames[i], &sym);
+		for (unsigned j = 0; j < sym.nlines; j++) {
+			const cprof_line_t *l = &sym.lines[j];
+			fprintf(t->f, "#\t%#lx\t%s", (unsigned long)(s->frames[i] + (i > 0)), l->name);
+			if (l->file && *l->file)
+				fprintf(t->f, "\t%s:%lld", l->file, (long long)l->line);
+			fputc('\n', t->f);
+		}
+	}
+	fputc('\n', t->f);
+}
+
+int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, size_t *out_len)
+{
+	*out = NULL;
+	*out_len = 0;
+	if (kind == CPROF_KIND_CPU)
+		return -EINVAL; /* Go has no text form of it either */
+	FILE *f = open_memstream(out, out_len);
+	if (!f)
+		return -ENOMEM;
+	text_ctx_t t = { .f = f, .kind = kind, .sym = sym, .header_pass = true };
+	cprof_stacks_foreach(kind, text_entry, &t);
+	if (kind == CPROF_KIND_HEAP) {
+		/* Values are already unbiased estimates: heap/2 is Go's way of
+		 * saying a rate of 1, so that readers scale nothing again. */
+		fprintf(f, "heap profile: %lld: %lld [%lld: %lld] @ heap/2\n\n",
+			(long long)t.totals[2], (long long)t.totals[3], (long long)t.totals[0],
+			(long long)t.totals[1]);
+	} else {
+		/* Delays in nanoseconds (one cycle a nanosecond), contentions
+		 * already scaled up by the sampling. */
+		fprintf(f, "--- %s:\ncycles/second=1000000000\nsampling period=1\n",
+			kind == CPROF_KIND_MUTEX ? "mutex" : "contention");
+	}
+	t.header_pass = false;
+	cprof_stacks_foreach(kind, text_entry, &t);
+	if (fclose(f) != 0) {
+		free(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static void add_sample(const cprof_stack_t *s, void *ctx)
 {
 	builder_t *b = ctx;

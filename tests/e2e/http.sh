@@ -198,6 +198,15 @@ test_http_paths() {
 		go tool pprof -raw p.pb.gz >/dev/null 2>&1 || fail "$p: pprof cannot read it" || return 1
 	done
 	[ "$(curl -s "$base/symbol")" = "num_symbols: 1" ] || fail "symbol GET" || return 1
+	# debug=1: Go's legacy text forms, which pprof still reads.
+	curl -s -D t.h "$base/heap?debug=1" >heap.txt
+	grep -qi '^Content-Type: text/plain; charset=utf-8' t.h || fail "debug=1 type" || return 1
+	head -1 heap.txt | grep -q '^heap profile: [0-9]*: [0-9]* \[[0-9]*: [0-9]*\] @ heap/2$' ||
+		fail "heap text: $(head -1 heap.txt)" || return 1
+	grep -q "alloc_phase.*http_service.c:" heap.txt || fail "heap text lacks alloc_phase" || return 1
+	go tool pprof -raw heap.txt 2>/dev/null | grep -q "^objects/count space/bytes" || fail "pprof cannot read the heap text" || return 1
+	[ "$(curl -s "$base/mutex?debug=1" | head -1)" = "--- mutex:" ] || fail "mutex text" || return 1
+	[ "$(curl -s "$base/block?debug=1" | head -1)" = "--- contention:" ] || fail "block text" || return 1
 	local code
 	for want in "404 $base/threads" "404 $base/nope" "404 http://$ADDR/other" \
 		"400 $base/profile?seconds=0" "400 $base/profile?seconds=-1" \
