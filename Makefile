@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := gcc g++ make libc6-dev binutils \
 	libunwind-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler \
 	libdw-dev libelf-dev libcmocka-dev golang-go \
 	libgoogle-perftools4 google-perftools heaptrack \
-	clang libclang-rt-14-dev libc6-dbg \
+	clang libclang-rt-14-dev libc6-dbg libmicrohttpd-dev \
 	chromium libxml2-utils netpbm strace
 
 PREFIX ?= /usr/local
@@ -36,11 +36,11 @@ LIBS := -lunwind -lprotobuf-c -lz -ldl -lpthread
 # The parts every profile kind shares, linked into the shim, the tests and
 # (the writer/reader half) the cprof tool.
 CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
-	preload/symbolize.c preload/pprof.c preload/clock.c preload/labels.c
+	preload/symbolize.c preload/pprof.c preload/clock.c preload/labels.c preload/http_route.c
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
 	preload/dump.c preload/heap.c preload/mutex.c preload/block.c \
-	preload/sigmask.c preload/exec.c
+	preload/sigmask.c preload/exec.c preload/http.c
 PROTO_C := $(GEN)/profile.pb-c.c
 PROTO_H := $(GEN)/profile.pb-c.h
 
@@ -102,6 +102,7 @@ $(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
 
 $(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/clock.o $(OBJ)/init.o $(OBJ)/sigmask.o \
 	$(OBJ)/exec.o: preload/wait.h
+$(OBJ)/http.o $(OBJ)/http_route.o $(OBJ)/config.o: preload/http_route.h
 
 $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^
@@ -185,6 +186,23 @@ $(FUZZ_BIN): tests/fuzz/fuzz_profile_read.c tools/profile_read.c tools/profile_r
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-o $@ tests/fuzz/fuzz_profile_read.c tools/profile_read.c $(PROTO_C) \
 		-lprotobuf-c -lz -ldl -lm
+
+# libFuzzer on the endpoint's routing, query, symbol-body, token and
+# address parsing (tests/fuzz/fuzz_http_route.c); seeds in
+# tests/fuzz/corpus_http/. `make fuzz-http FUZZ_SECONDS=180`.
+FUZZ_HTTP_BIN := $(BUILD)/fuzz/fuzz_http_route
+
+.PHONY: fuzz-http
+fuzz-http: deps-check $(FUZZ_HTTP_BIN)
+	@mkdir -p $(BUILD)/fuzz/corpus_http
+	$(FUZZ_HTTP_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2560 \
+		-max_len=4096 -print_final_stats=1 $(BUILD)/fuzz/corpus_http tests/fuzz/corpus_http
+
+$(FUZZ_HTTP_BIN): tests/fuzz/fuzz_http_route.c preload/http_route.c preload/http_route.h
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Ipreload \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ tests/fuzz/fuzz_http_route.c preload/http_route.c
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include

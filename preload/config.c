@@ -6,6 +6,7 @@
  * constructor before the program's own allocator may be ready.
  */
 #include "cprof_internal.h"
+#include "http_route.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -216,6 +217,55 @@ static void read_out_dir(void)
 	}
 }
 
+/* A token is sent in a header: visible ASCII only, so no header can be
+ * split or folded by it. */
+static bool token_usable(const char *t)
+{
+	size_t n = strlen(t);
+	if (n == 0 || n >= sizeof cprof_config.http_token)
+		return false;
+	for (; *t; t++)
+		if (*t < 0x21 || *t > 0x7e)
+			return false;
+	return true;
+}
+
+static void read_http(void)
+{
+	const char *token = getenv("CPROF_HTTP_TOKEN");
+	const char *token_file = getenv("CPROF_HTTP_TOKEN_FILE");
+	if (token && *token) {
+		if (token_usable(token))
+			strcpy(cprof_config.http_token, token);
+		else
+			cprof_log("CPROF_HTTP_TOKEN is empty, longer than 255 characters or has "
+				  "spaces or control characters; not used");
+	}
+	if (token_file && *token_file) {
+		if (token_file[0] == '/' && strlen(token_file) < sizeof cprof_config.http_token_file)
+			strcpy(cprof_config.http_token_file, token_file);
+		else
+			cprof_log("CPROF_HTTP_TOKEN_FILE=\"%s\" is not an absolute path; not used",
+				  token_file);
+	}
+	const char *s = getenv("CPROF_HTTP");
+	if (!s || !*s)
+		return;
+	cprof_http_address_t address;
+	const char *why = cprof_http_parse_address(s, &address);
+	if (why || strlen(s) >= sizeof cprof_config.http) {
+		cprof_log("CPROF_HTTP=\"%s\" is not an address to serve on (%s); no endpoint", s,
+			  why ? why : "too long");
+		return;
+	}
+	if (!address.loopback && !cprof_config.http_token[0] && !cprof_config.http_token_file[0]) {
+		cprof_log("CPROF_HTTP=\"%s\" is not a loopback address: set CPROF_HTTP_TOKEN or "
+			  "CPROF_HTTP_TOKEN_FILE to serve it to the network; no endpoint", s);
+		return;
+	}
+	strcpy(cprof_config.http, s);
+}
+
 void cprof_config_load(void)
 {
 	cprof_config.profiles = (1u << CPROF_KIND_COUNT) - 1;
@@ -262,4 +312,16 @@ void cprof_config_load(void)
 	read_cpu_timer();
 	read_wait_clock();
 	read_lines();
+	cprof_config.http_max_seconds = 300;
+	cprof_config.http_connections = 8;
+	cprof_config.http_timeout = 10;
+	read_unsigned("CPROF_HTTP_MAX_SECONDS", 1, 86400, &cprof_config.http_max_seconds);
+	read_unsigned("CPROF_HTTP_CONNECTIONS", 1, 256, &cprof_config.http_connections);
+	read_unsigned("CPROF_HTTP_TIMEOUT", 1, 3600, &cprof_config.http_timeout);
+	read_http();
+	const char *symbolize = getenv("CPROF_HTTP_SYMBOLIZE");
+	if (symbolize && strcmp(symbolize, "off") == 0)
+		cprof_config.http_addresses_only = true;
+	else if (symbolize && strcmp(symbolize, "on") != 0)
+		cprof_log("CPROF_HTTP_SYMBOLIZE=\"%s\" is neither on nor off; using on", symbolize);
 }

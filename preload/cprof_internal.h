@@ -55,6 +55,14 @@ typedef struct cprof_config {
 	unsigned label_sets;     /* CPROF_LABEL_SETS: distinct label sets held */
 	unsigned lines;          /* CPROF_LINES: a cprof_lines_t */
 	unsigned unwind_caches;  /* CPROF_UNWIND_CACHES: threads with a trace cache */
+	/* The /debug/pprof endpoint (http.c); http[0] == 0: none. */
+	char http[256];          /* CPROF_HTTP, validated (http_route.h) */
+	char http_token[256];    /* CPROF_HTTP_TOKEN, "" none */
+	char http_token_file[4096]; /* CPROF_HTTP_TOKEN_FILE, "" none */
+	unsigned http_max_seconds;  /* CPROF_HTTP_MAX_SECONDS */
+	unsigned http_connections;  /* CPROF_HTTP_CONNECTIONS */
+	unsigned http_timeout;      /* CPROF_HTTP_TIMEOUT, seconds */
+	bool http_addresses_only;   /* CPROF_HTTP_SYMBOLIZE=off */
 } cprof_config_t;
 
 enum { CPROF_CLOCK_AUTO = 0, CPROF_CLOCK_MONOTONIC = 1 };
@@ -380,6 +388,8 @@ void cprof_symbolizer_free(cprof_symbolizer_t *s);
  * result's strings live until cprof_symbolizer_free. Each address is
  * looked up once; a repeated call answers from a cache. */
 void cprof_symbolize(cprof_symbolizer_t *s, uintptr_t address, cprof_symbol_t *out);
+/* The index of the mapping holding the address, -1 none; no lookup. */
+int cprof_symbolizer_mapping_of(cprof_symbolizer_t *s, uintptr_t address);
 /* Mappings with their has_* flags as they stand after the lookups made. */
 unsigned cprof_symbolizer_mappings(cprof_symbolizer_t *s, const cprof_mapping_t **out);
 
@@ -400,6 +410,38 @@ void cprof_source_register(cprof_kind_t kind, int64_t period, cprof_values_fn va
  * Returns 0 and a malloc'd buffer, or -errno. */
 int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym,
 		      int64_t now_wall_ns, uint8_t **out, size_t *out_len);
+
+/* Delta profiles: a snapshot of one kind's sample values (after the
+ * kind's transform), entry by entry, at one moment. */
+typedef struct cprof_snapshot cprof_snapshot_t;
+cprof_snapshot_t *cprof_snapshot_take(cprof_kind_t kind, int64_t now_wall_ns); /* NULL: ENOMEM */
+void cprof_snapshot_free(cprof_snapshot_t *snap);
+
+typedef struct cprof_pprof_options {
+	const cprof_snapshot_t *base;  /* subtract these values (NULL: none) */
+	const cprof_snapshot_t *later; /* values from here, not live (NULL: live) */
+	unsigned keep_later;           /* bit per column not subtracted (heap in-use) */
+	const char *default_type;      /* NULL: the kind's own */
+	bool addresses_only;           /* no names: mappings and build ids only */
+} cprof_pprof_options_t;
+
+/* cprof_pprof_build with options; with a base, time_nanos is the base's
+ * moment and duration_nanos runs to now (or to `later`). */
+int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wall_ns,
+			   const cprof_pprof_options_t *opt, uint8_t **out, size_t *out_len);
+
+/* debug=1: Go's legacy text form of the heap, mutex or block profile now
+ * ("heap profile: ..." or "--- mutex:"), symbolized in # lines. 0 and a
+ * malloc'd text, or -errno. */
+int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, size_t *out_len);
+
+/* Entries of `kind` with a non-zero value now (the index page's counts). */
+size_t cprof_pprof_count(cprof_kind_t kind);
+
+/* ---- the /debug/pprof endpoint (http.c) ----------------------------- */
+
+/* Starts the serving thread when CPROF_HTTP is set (constructor). */
+void cprof_http_start(void);
 
 /* ---- dumps (dump.c) ------------------------------------------------- */
 

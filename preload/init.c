@@ -132,6 +132,7 @@ __attribute__((constructor)) static void cprof_init(void)
 		cprof_mutex_start();
 	if (cprof_enabled(CPROF_KIND_BLOCK))
 		cprof_block_start();
+	cprof_http_start();
 	cprof_thread.busy--;
 }
 

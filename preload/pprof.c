@@ -179,6 +179,10 @@ typedef struct builder {
 	sample_t **samples;
 	size_t nsamples, cap_samples;
 
+	const cprof_snapshot_t *base, *later; /* a delta: later (or now) - base */
+	unsigned keep_later;
+	bool addresses_only;
+
 	int err;
 } builder_t;
 
@@ -313,8 +317,11 @@ static uint64_t location_id(builder_t *b, uintptr_t address)
 	if (b->location_ids.ids[slot])
 		return b->location_ids.ids[slot];
 
-	cprof_symbol_t symbol;
-	cprof_symbolize(b->sym, address, &symbol);
+	cprof_symbol_t symbol = { .mapping = -1 };
+	if (b->addresses_only && address >= CPROF_FRAME_PSEUDO_MAX) /* pseudo-frames keep names */
+		symbol.mapping = cprof_symbolizer_mapping_of(b->sym, address);
+	else
+		cprof_symbolize(b->sym, address, &symbol);
 	if (grow((void **)&b->locations, &b->cap_locations, b->nlocations + 1,
 		 sizeof(location_t *)) < 0)
 		goto oom;
@@ -358,6 +365,205 @@ oom:
 	return 0;
 }
 
+/* The sample values of an entry as they stand now. */
+static void entry_values(cprof_kind_t kind, const cprof_stack_t *s,
+			 int64_t values[CPROF_VALUES_MAX])
+{
+	if (cprof_pprof_values[kind]) {
+		cprof_pprof_values[kind](s, values);
+		return;
+	}
+	for (unsigned i = 0; i < formats[kind].nvalues; i++)
+		values[i] = atomic_load_explicit(&s->values[i], memory_order_relaxed);
+}
+
+/* ---- snapshots, for delta profiles ---------------------------------- */
+
+/* Entries never move and are never freed (until a fork child empties the
+ * table, which no snapshot outlives: they live on threads the child does
+ * not have), so an entry's address is its key. */
+struct cprof_snapshot {
+	cprof_kind_t kind;
+	int64_t wall_ns;
+	size_t mask, count;
+	const cprof_stack_t **keys;
+	int64_t (*values)[CPROF_VALUES_MAX];
+	int err;
+};
+
+static size_t snapshot_slot(const cprof_snapshot_t *snap, const cprof_stack_t *s)
+{
+	size_t i = cprof_mix64((uintptr_t)s) & snap->mask;
+	while (snap->keys[i] && snap->keys[i] != s)
+		i = (i + 1) & snap->mask;
+	return i;
+}
+
+static void count_entry(const cprof_stack_t *s, void *ctx)
+{
+	(void)s;
+	(*(size_t *)ctx)++;
+}
+
+static void snapshot_add(const cprof_stack_t *s, void *ctx)
+{
+	cprof_snapshot_t *snap = ctx;
+	int64_t values[CPROF_VALUES_MAX] = { 0 };
+	if (snap->count * 2 >= snap->mask) { /* entries arrived since the count */
+		snap->err = -ENOSPC;
+		return;
+	}
+	entry_values(snap->kind, s, values);
+	size_t i = snapshot_slot(snap, s);
+	snap->keys[i] = s;
+	memcpy(snap->values[i], values, sizeof values);
+	snap->count++;
+}
+
+cprof_snapshot_t *cprof_snapshot_take(cprof_kind_t kind, int64_t now_wall_ns)
+{
+	size_t entries = 0;
+	cprof_stacks_foreach(kind, count_entry, &entries);
+	size_t n = 64;
+	while (n < (entries + entries / 2 + 64) * 2)
+		n <<= 1;
+	cprof_snapshot_t *snap = calloc(1, sizeof *snap);
+	if (!snap)
+		return NULL;
+	snap->kind = kind;
+	snap->wall_ns = now_wall_ns;
+	snap->mask = n - 1;
+	snap->keys = calloc(n, sizeof *snap->keys);
+	snap->values = calloc(n, sizeof *snap->values);
+	if (snap->keys && snap->values)
+		cprof_stacks_foreach(kind, snapshot_add, snap);
+	if (!snap->keys || !snap->values || snap->err) {
+		cprof_snapshot_free(snap);
+		return NULL;
+	}
+	return snap;
+}
+
+void cprof_snapshot_free(cprof_snapshot_t *snap)
+{
+	if (!snap)
+		return;
+	free(snap->keys);
+	free(snap->values);
+	free(snap);
+}
+
+/* The values of s in snap; false when s was not there yet. */
+static bool snapshot_values(const cprof_snapshot_t *snap, const cprof_stack_t *s,
+			    int64_t values[CPROF_VALUES_MAX])
+{
+	size_t i = snapshot_slot(snap, s);
+	if (!snap->keys[i])
+		return false;
+	memcpy(values, snap->values[i], sizeof snap->values[i]);
+	return true;
+}
+
+static void count_nonzero(const cprof_stack_t *s, void *ctx)
+{
+	int64_t values[CPROF_VALUES_MAX] = { 0 };
+	entry_values(s->kind, s, values);
+	for (unsigned i = 0; i < formats[s->kind].nvalues; i++)
+		if (values[i]) {
+			(*(size_t *)ctx)++;
+			return;
+		}
+}
+
+size_t cprof_pprof_count(cprof_kind_t kind)
+{
+	size_t n = 0;
+	cprof_stacks_foreach(kind, count_nonzero, &n);
+	return n;
+}
+
+/* ---- debug=1: the legacy text forms Go writes ------------------------- */
+
+typedef struct text_ctx {
+	FILE *f;
+	cprof_kind_t kind;
+	cprof_symbolizer_t *sym;
+	int64_t totals[CPROF_VALUES_MAX];
+	bool header_pass;
+} text_ctx_t;
+
+static void text_entry(const cprof_stack_t *s, void *p)
+{
+	text_ctx_t *t = p;
+	int64_t v[CPROF_VALUES_MAX] = { 0 };
+	entry_values(t->kind, s, v);
+	bool any = false;
+	for (unsigned i = 0; i < formats[t->kind].nvalues; i++)
+		any |= v[i] != 0;
+	if (!any)
+		return;
+	if (t->header_pass) {
+		for (unsigned i = 0; i < CPROF_VALUES_MAX; i++)
+			t->totals[i] += v[i];
+		return;
+	}
+	if (t->kind == CPROF_KIND_HEAP)
+		fprintf(t->f, "%lld: %lld [%lld: %lld] @", (long long)v[2], (long long)v[3],
+			(long long)v[0], (long long)v[1]);
+	else
+		fprintf(t->f, "%lld %lld @", (long long)v[1], (long long)v[0]);
+	/* Callers are stored as return address - 1; the text form carries
+	 * return addresses, as Go's, and its readers take the 1 off. */
+	for (unsigned i = 0; i < s->depth; i++)
+		fprintf(t->f, " %#lx", (unsigned long)(s->frames[i] + (i > 0)));
+	fputc('\n', t->f);
+	for (unsigned i = 0; i < s->depth; i++) {
+		cprof_symbol_t sym;
+		cprof_symbolize(t->sym, s->frames[i], &sym);
+		for (unsigned j = 0; j < sym.nlines; j++) {
+			const cprof_line_t *l = &sym.lines[j];
+			fprintf(t->f, "#\t%#lx\t%s", (unsigned long)(s->frames[i] + (i > 0)), l->name);
+			if (l->file && *l->file)
+				fprintf(t->f, "\t%s:%lld", l->file, (long long)l->line);
+			fputc('\n', t->f);
+		}
+	}
+	fputc('\n', t->f);
+}
+
+int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, size_t *out_len)
+{
+	*out = NULL;
+	*out_len = 0;
+	if (kind == CPROF_KIND_CPU)
+		return -EINVAL; /* Go has no text form of it either */
+	FILE *f = open_memstream(out, out_len);
+	if (!f)
+		return -ENOMEM;
+	text_ctx_t t = { .f = f, .kind = kind, .sym = sym, .header_pass = true };
+	cprof_stacks_foreach(kind, text_entry, &t);
+	if (kind == CPROF_KIND_HEAP) {
+		/* Values are already unbiased estimates: heap/2 is Go's way of
+		 * saying a rate of 1, so that readers scale nothing again. */
+		fprintf(f, "heap profile: %lld: %lld [%lld: %lld] @ heap/2\n\n",
+			(long long)t.totals[2], (long long)t.totals[3], (long long)t.totals[0],
+			(long long)t.totals[1]);
+	} else {
+		/* Delays in nanoseconds (one cycle a nanosecond), contentions
+		 * already scaled up by the sampling. */
+		fprintf(f, "--- %s:\ncycles/second=1000000000\nsampling period=1\n",
+			kind == CPROF_KIND_MUTEX ? "mutex" : "contention");
+	}
+	t.header_pass = false;
+	cprof_stacks_foreach(kind, text_entry, &t);
+	if (fclose(f) != 0) {
+		free(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static void add_sample(const cprof_stack_t *s, void *ctx)
 {
 	builder_t *b = ctx;
@@ -367,12 +573,17 @@ static void add_sample(const cprof_stack_t *s, void *ctx)
 
 	if (b->err)
 		return;
-	if (cprof_pprof_values[b->kind]) {
-		cprof_pprof_values[b->kind](s, values);
+	if (b->later) {
+		if (!snapshot_values(b->later, s, values))
+			return; /* arrived after the later snapshot */
 	} else {
-		for (unsigned i = 0; i < n; i++)
-			values[i] = atomic_load_explicit(&s->values[i], memory_order_relaxed);
+		entry_values(b->kind, s, values);
 	}
+	int64_t base[CPROF_VALUES_MAX];
+	if (b->base && snapshot_values(b->base, s, base))
+		for (unsigned i = 0; i < n; i++)
+			if (!(b->keep_later & (1u << i)))
+				values[i] -= base[i];
 	for (unsigned i = 0; i < n; i++)
 		any |= values[i] != 0;
 	if (!any)
@@ -501,11 +712,26 @@ static int gzip_buffer(const uint8_t *in, size_t len, uint8_t **out, size_t *out
 int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wall_ns,
 		      uint8_t **out, size_t *out_len)
 {
+	return cprof_pprof_build_with(kind, sym, now_wall_ns, NULL, out, out_len);
+}
+
+int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wall_ns,
+			   const cprof_pprof_options_t *opt, uint8_t **out, size_t *out_len)
+{
+	static const cprof_pprof_options_t no_options;
 	builder_t b;
 	memset(&b, 0, sizeof b);
+	if (!opt)
+		opt = &no_options;
 	b.kind = kind;
 	b.sym = sym;
 	b.format = &formats[kind];
+	b.base = opt->base;
+	b.later = opt->later;
+	b.keep_later = opt->keep_later;
+	b.addresses_only = opt->addresses_only;
+	if (opt->later)
+		now_wall_ns = opt->later->wall_ns;
 	*out = NULL;
 	*out_len = 0;
 
@@ -595,7 +821,8 @@ int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wa
 		break;
 	}
 	int64_t comment_id = intern(&b, comment);
-	int64_t default_type = intern(&b, b.format->default_type);
+	int64_t default_type = intern(&b, opt->default_type ? opt->default_type
+							     : b.format->default_type);
 
 	int err = b.err;
 	if (!err) {
@@ -613,8 +840,8 @@ int cprof_pprof_build(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t now_wa
 		p.function = b.functions;
 		p.n_string_table = b.nstrings;
 		p.string_table = b.strings;
-		p.time_nanos = cprof_start_wall_ns;
-		p.duration_nanos = now_wall_ns - cprof_start_wall_ns;
+		p.time_nanos = b.base ? b.base->wall_ns : cprof_start_wall_ns;
+		p.duration_nanos = now_wall_ns - p.time_nanos;
 		p.n_comment = 1;
 		p.comment = &comment_id;
 		p.default_sample_type = default_type;

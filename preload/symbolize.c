@@ -610,6 +610,11 @@ static int find_mapping(const cprof_symbolizer_t *s, uintptr_t a)
 	return -1;
 }
 
+int cprof_symbolizer_mapping_of(cprof_symbolizer_t *s, uintptr_t address)
+{
+	return find_mapping(s, address);
+}
+
 cprof_symbolizer_t *cprof_symbolizer_new(void)
 {
 	cprof_symbolizer_t *s = calloc(1, sizeof *s);
