@@ -189,6 +189,51 @@ static void read_lines(void)
 	cprof_log("CPROF_LINES=\"%s\" is not program, all or none; using program", s);
 }
 
+/* CPROF_DUMP_INTERVAL: "60s", "500ms", "2m", "1h", or whole seconds;
+ * 100 ms to 1 day. */
+static void read_dump_interval(void)
+{
+	const char *s = getenv("CPROF_DUMP_INTERVAL");
+	if (!s || !*s)
+		return;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	uint64_t unit = 1000000000ULL;
+	if (end != s && *s != '-' && *s != '+' && !errno) {
+		if (strcmp(end, "ms") == 0)
+			unit = 1000000ULL;
+		else if (strcmp(end, "m") == 0)
+			unit = 60ULL * 1000000000ULL;
+		else if (strcmp(end, "h") == 0)
+			unit = 3600ULL * 1000000000ULL;
+		else if (*end != '\0' && strcmp(end, "s") != 0)
+			unit = 0;
+		if (unit && v <= 86400000ULL * 1000000ULL / unit) {
+			uint64_t ns = v * unit;
+			if (ns >= 100000000ULL && ns <= 86400ULL * 1000000000ULL) {
+				cprof_config.dump_interval_ns = ns;
+				return;
+			}
+		}
+	}
+	cprof_log("CPROF_DUMP_INTERVAL=\"%s\" is not a duration from 100ms to 24h (such as 60s, "
+		  "500ms, 5m); no periodic dumps", s);
+}
+
+/* CPROF_CPU: always (default) or on-demand. */
+static void read_cpu_mode(void)
+{
+	const char *s = getenv("CPROF_CPU");
+	if (!s || strcmp(s, "always") == 0)
+		return;
+	if (strcmp(s, "on-demand") == 0) {
+		cprof_config.cpu_on_demand = true;
+		return;
+	}
+	cprof_log("CPROF_CPU=\"%s\" is neither always nor on-demand; using always", s);
+}
+
 static void read_out_dir(void)
 {
 	const char *s = getenv("CPROF_OUT");
@@ -290,6 +335,8 @@ void cprof_config_load(void)
 	cprof_config.block_rate = 100000;
 	cprof_config.wait_clock = CPROF_CLOCK_AUTO;
 	cprof_config.label_sets = 4096;
+	cprof_config.dump_interval_ns = 0; /* CPROF_DUMP_INTERVAL: none */
+	cprof_config.keep = 0;             /* CPROF_KEEP: every dump stays */
 	cprof_config.lines = CPROF_LINES_PROGRAM;
 	/* libunwind's trace cache is 256 KiB a thread (unwind.c): 64 threads
 	 * at once, 16 MiB, cover the programs that have fewer threads than
@@ -307,9 +354,12 @@ void cprof_config_load(void)
 	read_unsigned("CPROF_MUTEX_FRACTION", 1, 1u << 30, &cprof_config.mutex_fraction);
 	read_unsigned("CPROF_BLOCK_RATE", 1, 1UL << 40, &cprof_config.block_rate);
 	read_unsigned("CPROF_LABEL_SETS", 16, 1u << 20, &cprof_config.label_sets);
+	read_unsigned("CPROF_KEEP", 0, 1u << 20, &cprof_config.keep);
+	read_dump_interval();
 	read_unsigned("CPROF_UNWIND_CACHES", 0, 1u << 16, &cprof_config.unwind_caches);
 	read_signal();
 	read_cpu_timer();
+	read_cpu_mode();
 	read_wait_clock();
 	read_lines();
 	cprof_config.http_max_seconds = 300;

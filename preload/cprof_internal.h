@@ -43,6 +43,7 @@ typedef struct cprof_config {
 	unsigned profiles;       /* bit (1u << kind) per enabled kind */
 	unsigned cpu_hz;         /* CPROF_CPU_HZ, 1..10000 */
 	bool cpu_process_timer;  /* CPROF_CPU_TIMER=process: the setitimer fallback */
+	bool cpu_on_demand;      /* CPROF_CPU=on-demand: timers armed in windows only */
 	unsigned max_depth;      /* CPROF_MAX_DEPTH, 1..CPROF_DEPTH_LIMIT */
 	int dump_signal;         /* CPROF_SIGNAL; 0 = none */
 	unsigned stacks;         /* CPROF_STACKS: unique stacks the table holds */
@@ -53,6 +54,8 @@ typedef struct cprof_config {
 	uint64_t block_rate;     /* CPROF_BLOCK_RATE: ns; waits >= this always kept */
 	int wait_clock;          /* CPROF_CLOCK: CPROF_CLOCK_AUTO or _MONOTONIC */
 	unsigned label_sets;     /* CPROF_LABEL_SETS: distinct label sets held */
+	uint64_t dump_interval_ns; /* CPROF_DUMP_INTERVAL: periodic dumps; 0 none */
+	unsigned keep;           /* CPROF_KEEP: this process's newest dumps kept; 0 all */
 	unsigned lines;          /* CPROF_LINES: a cprof_lines_t */
 	unsigned unwind_caches;  /* CPROF_UNWIND_CACHES: threads with a trace cache */
 	/* The /debug/pprof endpoint (http.c); http[0] == 0: none. */
@@ -304,6 +307,10 @@ void cprof_cpu_thread_start(void);     /* arm the calling thread's timer */
 void cprof_cpu_thread_exit(void);      /* delete the calling thread's timer */
 void cprof_cpu_atfork_child(void);
 void cprof_cpu_step_aside(void);       /* the program takes SIGPROF */
+/* CPROF_CPU=on-demand: a window that wants CPU samples opens (+1) or
+ * closes (-1); the timers run while at least one is open. No-op in the
+ * default mode, where they always run. */
+void cprof_cpu_demand(int delta);
 /* Threads that got no CPU timer (more than the table's 8192 at once):
  * their CPU time is not in the profile; its comment says how many. */
 extern atomic_uint cprof_cpu_threads_not_sampled;

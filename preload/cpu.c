@@ -56,6 +56,8 @@ typedef struct timer_slot {
 static timer_slot_t timer_slots[TIMER_SLOTS];
 static atomic_int timer_slots_high;  /* slots [0, high) have been used */
 static atomic_int cpu_active;        /* the handler records */
+static bool on_demand;               /* CPROF_CPU=on-demand */
+static atomic_int demand;            /* open windows that want samples */
 static bool use_itimer;              /* fallback: process-wide timer */
 static int64_t period_ns;
 int cprof_cpu_signal;                /* the timers' signal */
@@ -136,6 +138,16 @@ static int timer_slot_take(void)
 	return -1;
 }
 
+/* First expiry uniform in (0, period]: a thread that runs for less
+ * than a period is sampled with the right probability. */
+static void arm_timer(timer_t id)
+{
+	struct itimerspec its;
+	its.it_interval = ns_to_timespec(period_ns);
+	its.it_value = ns_to_timespec(1 + (int64_t)(rng_next() % (uint64_t)period_ns));
+	timer_settime(id, 0, &its, NULL);
+}
+
 void cprof_cpu_thread_start(void)
 {
 	if (!atomic_load(&cpu_active) || use_itimer || cprof_thread.timer_slot >= 0)
@@ -156,14 +168,15 @@ void cprof_cpu_thread_start(void)
 		atomic_store(&timer_slots[slot].taken, 0);
 		return;
 	}
-	/* First expiry uniform in (0, period]: a thread that runs for less
-	 * than a period is sampled with the right probability. */
-	struct itimerspec its;
-	its.it_interval = ns_to_timespec(period_ns);
-	its.it_value = ns_to_timespec(1 + (int64_t)(rng_next() % (uint64_t)period_ns));
-	timer_settime(timer_slots[slot].id, 0, &its, NULL);
-	atomic_store(&timer_slots[slot].taken, 2); /* armed */
+	/* On demand, a timer is armed only while a window is open; the
+	 * check after publishing the slot meets a window opened meanwhile
+	 * (the opener arms published slots: one of the two arms it). */
+	if (!on_demand || atomic_load(&demand) > 0)
+		arm_timer(timer_slots[slot].id);
+	atomic_store(&timer_slots[slot].taken, 2); /* live */
 	cprof_thread.timer_slot = slot;
+	if (on_demand && atomic_load(&demand) > 0)
+		arm_timer(timer_slots[slot].id);
 }
 
 void cprof_cpu_thread_exit(void)
@@ -196,6 +209,55 @@ static void disarm_all(void)
 	}
 }
 
+
+/* ---- CPROF_CPU=on-demand ------------------------------------------------
+ * Go's CPU profiler runs only while a profile is asked for; a service
+ * under the shim can have the same: each thread still gets its timer at
+ * start (created, not armed: no signal, no cost), and the timers of every
+ * live thread are armed when the first window opens (profile?seconds=N on
+ * the endpoint) and disarmed when the last one closes. Between windows the
+ * CPU profile grows by nothing, so a cumulative dump holds what the windows
+ * saw. Heap, mutex and block keep sampling (in-use memory cannot be
+ * learnt after the fact). */
+
+static void arm_itimer(void);
+
+static void set_all(bool armed)
+{
+	if (use_itimer) {
+		if (armed) {
+			arm_itimer();
+		} else {
+			struct itimerval off;
+			memset(&off, 0, sizeof off);
+			setitimer(ITIMER_PROF, &off, NULL);
+		}
+		return;
+	}
+	static const struct itimerspec off;
+	int high = atomic_load(&timer_slots_high);
+	for (int i = 0; i < high; i++) {
+		if (atomic_load(&timer_slots[i].taken) != 2)
+			continue;
+		/* A thread ending now may have deleted it: EINVAL, nothing
+		 * else (every timer id in the table is ours). */
+		if (armed)
+			arm_timer(timer_slots[i].id);
+		else
+			timer_settime(timer_slots[i].id, 0, &off, NULL);
+	}
+}
+
+void cprof_cpu_demand(int delta)
+{
+	if (!on_demand || !atomic_load(&cpu_active))
+		return;
+	int before = atomic_fetch_add(&demand, delta);
+	if (delta > 0 && before == 0)
+		set_all(true);
+	else if (delta < 0 && before + delta == 0)
+		set_all(false);
+}
 
 static int probe_thread_timer(void)
 {
@@ -244,12 +306,15 @@ int cprof_cpu_start(void)
 			  strerror(-err));
 		return err;
 	}
+	on_demand = cprof_config.cpu_on_demand;
 	atomic_store(&cpu_active, 1);
 	cprof_source_register(CPROF_KIND_CPU, period_ns, NULL);
-	if (use_itimer)
-		arm_itimer();
-	else
+	if (use_itimer) {
+		if (!on_demand)
+			arm_itimer();
+	} else {
 		cprof_cpu_thread_start();
+	}
 	return 0;
 }
 
@@ -276,12 +341,17 @@ void cprof_cpu_atfork_child(void)
 		atomic_store(&timer_slots[i].taken, 0);
 	atomic_store(&timer_slots_high, 0);
 	cprof_thread.timer_slot = -1;
+	/* The parent's windows are not the child's (its endpoint thread
+	 * did not come along). */
+	atomic_store(&demand, 0);
 	if (!atomic_load(&cpu_active))
 		return;
-	if (use_itimer)
-		arm_itimer();
-	else
+	if (use_itimer) {
+		if (!on_demand)
+			arm_itimer();
+	} else {
 		cprof_cpu_thread_start();
+	}
 }
 
 /* ---- leaving a handler on the alternate stack by siglongjmp ---------- */

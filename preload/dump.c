@@ -379,16 +379,141 @@ static void private_descriptors(void)
 	}
 }
 
+/* ---- CPROF_KEEP: this process's oldest dumps go ----------------------- */
+
+/* The sequence number of `name` if it is one of this process's profiles
+ * (<program>.<pid>.<seq>.<kind>.pb.gz), else -1. */
+static long own_profile_seq(const char *name, const char *prefix, size_t prefix_len)
+{
+	if (strncmp(name, prefix, prefix_len) != 0)
+		return -1;
+	const char *p = name + prefix_len;
+	char *end;
+	errno = 0;
+	long seq = strtol(p, &end, 10);
+	if (end == p || *end != '.' || errno || seq < 0)
+		return -1;
+	size_t len = strlen(end);
+	if (len < 8 || strcmp(end + len - 6, ".pb.gz") != 0)
+		return -1;
+	return seq;
+}
+
+static int compare_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Deletes this process's dumps older than its newest cprof_config.keep
+ * (a dump: every file of one sequence number). Raw system calls in the
+ * dumper's own descriptor table; other processes' files are never
+ * touched (the prefix holds the pid). */
+static void prune_dumps(void)
+{
+	unsigned keep = cprof_config.keep;
+	if (!keep)
+		return;
+	char prefix[96];
+	int prefix_len = snprintf(prefix, sizeof prefix, "%s.%d.", program_name,
+				  (int)syscall(SYS_getpid));
+	if (prefix_len <= 0 || (size_t)prefix_len >= sizeof prefix)
+		return;
+	int dir = (int)syscall(SYS_openat, AT_FDCWD, cprof_config.out_dir,
+			       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return;
+	/* Two passes over the directory: the sequence numbers, then the
+	 * files of those that go. */
+	long *seqs = NULL;
+	size_t nseqs = 0, cap = 0;
+	char buf[8192];
+	for (int pass = 0; pass < 2; pass++) {
+		long threshold = 0;
+		if (pass == 1) {
+			qsort(seqs, nseqs, sizeof *seqs, compare_long);
+			size_t distinct = 0;
+			for (size_t i = 0; i < nseqs; i++)
+				if (i == 0 || seqs[i] != seqs[i - 1])
+					seqs[distinct++] = seqs[i];
+			if (distinct <= keep)
+				break;
+			threshold = seqs[distinct - keep]; /* the oldest kept */
+			syscall(SYS_lseek, dir, 0, SEEK_SET);
+		}
+		for (;;) {
+			long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
+			if (n <= 0)
+				break;
+			for (long off = 0; off < n;) {
+				struct {
+					uint64_t ino;
+					int64_t off;
+					unsigned short reclen;
+					unsigned char type;
+					char name[];
+				} *d = (void *)(buf + off);
+				off += d->reclen;
+				long seq = own_profile_seq(d->name, prefix, (size_t)prefix_len);
+				if (seq < 0)
+					continue;
+				if (pass == 0) {
+					if (nseqs == cap) {
+						size_t ncap = cap ? cap * 2 : 64;
+						long *grown = realloc(seqs, ncap * sizeof *seqs);
+						if (!grown)
+							goto done;
+						seqs = grown;
+						cap = ncap;
+					}
+					seqs[nseqs++] = seq;
+				} else if (seq < threshold) {
+					syscall(SYS_unlinkat, dir, d->name, 0);
+				}
+			}
+		}
+	}
+done:
+	free(seqs);
+	syscall(SYS_close, dir);
+}
+
 static void *dumper_main(void *arg)
 {
 	(void)arg;
 	cprof_thread.busy = 1; /* nothing this thread does is the program's */
 	private_descriptors();
 	unsigned seen = 0;
+	/* CPROF_DUMP_INTERVAL: the next periodic dump is due at this
+	 * CLOCK_MONOTONIC time (0: none); a request that wakes the dumper
+	 * earlier does not move it. */
+	int64_t interval = (int64_t)cprof_config.dump_interval_ns;
+	int64_t due = interval ? cprof_now_ns(CLOCK_MONOTONIC) + interval : 0;
 	for (;;) {
 		unsigned now = atomic_load(&wake_count);
+		bool periodic = false;
 		if (now == seen) {
-			syscall(SYS_futex, &wake_count, FUTEX_WAIT_PRIVATE, now, NULL, NULL, 0);
+			if (!due) {
+				syscall(SYS_futex, &wake_count, FUTEX_WAIT_PRIVATE, now, NULL, NULL, 0);
+				continue;
+			}
+			int64_t left = due - cprof_now_ns(CLOCK_MONOTONIC);
+			if (left > 0) {
+				struct timespec ts = { left / 1000000000, left % 1000000000 };
+				syscall(SYS_futex, &wake_count, FUTEX_WAIT_PRIVATE, now, &ts, NULL, 0);
+				continue;
+			}
+			periodic = true;
+		}
+		if (periodic) {
+			due += interval;
+			int64_t t = cprof_now_ns(CLOCK_MONOTONIC);
+			if (due <= t) /* slept through several (a stopped process) */
+				due = t + interval;
+			if (atomic_load(&cprof_running)) {
+				cprof_dump_write("periodic", false);
+				prune_dumps();
+			}
 			continue;
 		}
 		seen = now;
@@ -397,6 +522,7 @@ static void *dumper_main(void *arg)
 			atomic_store(&cprof_running, 0);
 			cprof_cpu_stop();
 			cprof_dump_write("final", true);
+			prune_dumps();
 			atomic_store(&dumper_running, 0); /* what asks later, waits for none */
 			atomic_store(&final_done, 1);
 			futex_wake_all(&final_done);
@@ -412,6 +538,7 @@ static void *dumper_main(void *arg)
 		 * began: this dump answers it. */
 		unsigned asked = atomic_load(&api_asked);
 		int err = cprof_dump_write((what & REQ_API) ? "cprof_dump()" : "signal", false);
+		prune_dumps();
 		if (what & REQ_API) {
 			atomic_store(&api_result, err);
 			atomic_store(&api_done, asked);

@@ -95,6 +95,7 @@ typedef struct request {
 	conn_slot_t *slot;
 	cprof_http_decision_t decision;
 	bool answered;        /* a response is queued, or the window waits */
+	bool cpu_window;      /* a profile?seconds=N window: cprof_cpu_demand(+1) */
 	bool waiting;         /* suspended until `due` */
 	bool due_now;         /* resumed: build and answer */
 	int64_t due;          /* CLOCK_MONOTONIC ns */
@@ -560,6 +561,12 @@ static enum MHD_Result serve_request(request_t *r)
 		r->base = cprof_snapshot_take(route_kind(d->route), cprof_now_ns(CLOCK_REALTIME));
 		if (!r->base)
 			return respond_error(c, 500, "failed to collect profile", NULL, false);
+		if (d->route == CPROF_HTTP_PROFILE) {
+			/* CPROF_CPU=on-demand: the timers run while a window
+			 * is open (closed in on_completed). */
+			r->cpu_window = true;
+			cprof_cpu_demand(+1);
+		}
 		wait_until(r, now_mono() + (int64_t)d->seconds * 1000000000);
 		return MHD_YES;
 	}
@@ -628,6 +635,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 			*p = r->next_waiting;
 			break;
 		}
+	if (r->cpu_window)
+		cprof_cpu_demand(-1);
 	cprof_snapshot_free(r->base);
 	free(r->body);
 	free(r);

@@ -259,3 +259,44 @@ test_own_io_below_program_definitions() {
 	[ -z "$(grep '^own ' err)" ] || fail "$(grep '^own ' err | head -3)" || return 1
 	pprof_top "$(profile_of prof cpu)" | grep -q ' main$' || fail "pprof: no main" || return 1
 }
+
+# CPROF_DUMP_INTERVAL and CPROF_KEEP: a 0.6 s run (two threads burning
+# 0.6 s of CPU each) with dumps every 200 ms writes at least 3 dumps
+# without CPROF_KEEP; with CPROF_KEEP=2 only the files of its 2 newest
+# dumps are left (the final one among them, which leaves out kinds that
+# recorded nothing); pprof -base of the two reads them. Bad values cost
+# one cprof line each.
+test_periodic_dumps_and_keep() {
+	run_profiled all CPROF_DUMP_INTERVAL=200ms CPROF_PROFILES=cpu,heap -- \
+		"$PROGS/labels" split >/dev/null 2>err_all || fail "exit $?" || return 1
+	local seqs_all
+	seqs_all=$(ls all | cut -d. -f3 | sort -u | wc -l)
+	echo "without CPROF_KEEP: $seqs_all dumps: $(ls all | tr '\n' ' ')"
+	[ "$seqs_all" -ge 3 ] || fail "only $seqs_all dumps in a 0.6 s run at 200 ms" || return 1
+	! grep -q '^cprof' err_all || fail "stderr: $(cat err_all)" || return 1
+
+	run_profiled kept CPROF_DUMP_INTERVAL=200ms CPROF_KEEP=2 CPROF_PROFILES=cpu,heap -- \
+		"$PROGS/labels" split >/dev/null 2>err_kept || fail "exit $?" || return 1
+	local seqs last count
+	seqs=$(ls kept | cut -d. -f3 | sort -u | tr '\n' ' ')
+	count=$(ls kept | cut -d. -f3 | sort -u | wc -l)
+	echo "CPROF_KEEP=2: $(ls kept | tr '\n' ' ')"
+	[ "$count" -eq 2 ] || fail "kept dumps: $seqs" || return 1
+	[ "$(ls kept/*.cpu.pb.gz | wc -l)" -eq 2 ] || fail "want the cpu file of each: $(ls kept)" || return 1
+	last=$(ls kept | cut -d. -f3 | sort -u | tail -1)
+	[ "$((10#$last))" -ge 2 ] || fail "the newest kept is $last: older dumps were kept instead" ||
+		return 1
+	local older newer
+	older=$(ls kept/*.cpu.pb.gz | head -1)
+	newer=$(ls kept/*.cpu.pb.gz | tail -1)
+	go tool pprof -top -base "$older" "$newer" >base.out 2>base.err ||
+		fail "pprof -base: $(cat base.err)" || return 1
+	"$CPROF" diff --max-total-growth off "$older" "$newer" >/dev/null
+	[ $? -le 1 ] || fail "cprof diff cannot read the kept dumps" || return 1
+
+	local bad
+	for bad in "CPROF_DUMP_INTERVAL=5x" "CPROF_DUMP_INTERVAL=10ms" "CPROF_KEEP=-1"; do
+		run_profiled bad "$bad" -- true 2>bad.err || fail "$bad: exit $?" || return 1
+		[ "$(grep -c '^cprof: ' bad.err)" -eq 1 ] || fail "$bad: $(cat bad.err)" || return 1
+	done
+}

@@ -544,3 +544,56 @@ test_http_fork_exec() {
 	[ ! -e "out2/heap_fork.$child.http" ] || fail "the forked child serves" || return 1
 	[ "$(grep -c 'serving /debug/pprof/' e2)" -le 1 ] || fail "serving lines: $(cat e2)" || return 1
 }
+
+# CPROF_CPU=on-demand: no CPU timer runs until a window asks (a dump
+# before it has no CPU sample although the service burnt 1 s); a 2 s window
+# holds that window's CPU (the process's utime+stime over it, within 15%);
+# after the window closes the timers stop (a later cumulative dump, taken
+# after 1.5 s more of spinning, holds no more than the window did, +10%).
+test_http_cpu_on_demand() {
+	http_start svc CPROF_CPU=on-demand -- || return 1
+	svc_do svc "spin 1000" || return 1
+	kill -USR2 "$SVC_PID"
+	local first
+	for _ in $(seq 100); do
+		first=$(profile_of svc cpu)
+		[ -n "$first" ] && break
+		sleep 0.05
+	done
+	[ -n "$first" ] || fail "no dump after SIGUSR2" || return 1
+	local before_window
+	before_window=$(cprof_total "$first" cpu)
+	echo "before any window: $before_window ns of CPU in the profile, after 1 s of spin"
+	[ "${before_window:-0}" -eq 0 ] || fail "on-demand sampled before any window" || return 1
+
+	echo "spin 6000" >&7
+	sleep 0.2
+	local before after
+	before=$(cpu_ns "$SVC_PID")
+	curl -s -o win.pb.gz "http://$ADDR/debug/pprof/profile?seconds=2" || fail "curl $?" || return 1
+	after=$(cpu_ns "$SVC_PID")
+	local total truth
+	total=$(cprof_total win.pb.gz cpu)
+	truth=$((after - before))
+	echo "window: $total ns, /proc $truth ns"
+	within "$total" "$truth" 15 || fail "window $total ns vs /proc $truth ns" || return 1
+	pprof_top win.pb.gz | grep -q spin_phase || fail "pprof: no spin_phase in the window" || return 1
+
+	sleep 1.5
+	kill -USR2 "$SVC_PID"
+	local n last
+	for _ in $(seq 100); do
+		n=$(ls svc/*.cpu.pb.gz 2>/dev/null | wc -l)
+		[ "$n" -ge 2 ] && break
+		sleep 0.05
+	done
+	last=$(profile_of svc cpu)
+	local cumulative
+	cumulative=$(cprof_total "$last" cpu)
+	echo "cumulative after the window and 1.5 s more: $cumulative ns"
+	[ "$cumulative" -le $((total * 11 / 10 + 20000000)) ] ||
+		fail "the timers ran on after the window: $cumulative ns against the window's $total" ||
+		return 1
+	[ "$cumulative" -gt 0 ] || fail "the window's samples are not in the cumulative dump" || return 1
+	svc_stop || fail "service exit $?" || return 1
+}
