@@ -453,6 +453,11 @@ void cprof_http_start(void);
 /* ---- dumps (dump.c) ------------------------------------------------- */
 
 int cprof_dump_init(void);             /* the dumper thread */
+/* A thread of the shim's that never ends takes itself off glibc's count
+ * of live threads, so that when the program's last thread ends the process
+ * ends (glibc calls exit(0) there) as without the shim. Once per thread,
+ * after cprof_dump_init; such a thread must then never return. */
+void cprof_thread_uncount(void);
 extern atomic_uint cprof_dump_kinds;   /* bit per kind whose source runs */
 CPROF_SIGSAFE void cprof_dump_request(void); /* wake the dumper */
 /* Writes every profile; 0 or -errno. `final`: the last dump of the

@@ -568,6 +568,16 @@ static int start_dumper(void)
 	return 0;
 }
 
+void cprof_thread_uncount(void)
+{
+	if (!nptl_nthreads)
+		return;
+	/* If every program thread ended meanwhile, none of them called
+	 * exit: this thread does, as glibc's last thread would. */
+	if (__atomic_sub_fetch(nptl_nthreads, 1, __ATOMIC_SEQ_CST) == 0)
+		exit(0);
+}
+
 int cprof_dump_init(void)
 {
 	set_program_name();

@@ -946,6 +946,10 @@ static void *http_main(void *arg)
 	cprof_log("serving /debug/pprof/ on %s", http.where);
 	drop_stderr();
 
+	/* From here the thread serves until the process ends: it must not
+	 * keep the process alive when the program's threads are gone. (The
+	 * failures above return, counted as glibc counts them.) */
+	cprof_thread_uncount();
 	for (;;) {
 		int64_t now = now_mono();
 		resume_due(now);

@@ -597,3 +597,18 @@ test_http_cpu_on_demand() {
 	[ "$cumulative" -gt 0 ] || fail "the window's samples are not in the cumulative dump" || return 1
 	svc_stop || fail "service exit $?" || return 1
 }
+
+# The endpoint's thread never keeps a process alive either: main calls
+# pthread_exit and the workers end, with CPROF_HTTP serving; the process
+# ends with exit 0 (glibc's, from the last thread) as unprofiled, the
+# profile written.
+test_http_main_pthread_exit_ends() {
+	"$PROGS/main_pthread_exit" >expected || fail "unprofiled exit $?" || return 1
+	timeout -s KILL 20 env CPROF_OUT=prof CPROF_HTTP=127.0.0.1:0 LD_PRELOAD="$SHIM" \
+		"$PROGS/main_pthread_exit" >out 2>err
+	local rc=$?
+	echo "exit $rc; stderr: $(cat err)"
+	[ "$rc" -eq 0 ] || fail "exit status $rc, want 0 (137: still alive after 20 s)" || return 1
+	cmp -s expected out || fail "output: $(cat out)" || return 1
+	[ -n "$(profile_of prof cpu)" ] || fail "no final profile" || return 1
+}
