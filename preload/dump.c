@@ -431,6 +431,8 @@ static void prune_dumps(void)
 	for (int pass = 0; pass < 2; pass++) {
 		long threshold = 0;
 		if (pass == 1) {
+			if (nseqs <= keep)
+				break; /* (and no qsort of a NULL array) */
 			qsort(seqs, nseqs, sizeof *seqs, compare_long);
 			size_t distinct = 0;
 			for (size_t i = 0; i < nseqs; i++)
