@@ -251,6 +251,7 @@ enum {
 	CPROF_FRAME_TRUNCATED = 2,  /* stack deeper than CPROF_MAX_DEPTH */
 	CPROF_FRAME_NOUNWIND = 3,   /* not unwound: unsafe at that moment */
 	CPROF_FRAME_NOROOM = 4,     /* not unwound: too little stack left */
+	CPROF_FRAME_TAIL = 5,       /* CPU time no timer expiry was signalled for */
 	CPROF_FRAME_PSEUDO_MAX = 4096
 };
 

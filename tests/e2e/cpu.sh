@@ -299,7 +299,10 @@ test_file_names_and_modes() {
 # A process too short to be sampled leaves no empty file at exit; an
 # explicit dump always writes, even with nothing in it.
 test_short_process_leaves_no_empty_files() {
-	run_profiled prof CPROF_PROFILES=cpu -- /bin/true || fail "exit $?" || return 1
+	# 1 Hz: /bin/true's half millisecond of CPU has a 1 in 2000 chance of
+	# the sample it would have (an expiry inside its CPU time, counted at
+	# exit); at 100 Hz, 1 in 20.
+	run_profiled prof CPROF_PROFILES=cpu CPROF_CPU_HZ=1 -- /bin/true || fail "exit $?" || return 1
 	[ -z "$(ls -A prof 2>/dev/null)" ] || fail "files left by /bin/true: $(ls -A prof)" || return 1
 	run_profiled prof2 CPROF_PROFILES=cpu CPROF_CPU_HZ=1 -- "$PROGS/api_dump" >/dev/null 2>&1
 	local n
@@ -376,4 +379,34 @@ test_full_disk() {
 	grep -q 'No space left' err || fail "line does not say why: $(cat err)" || return 1
 	grep -q '\.tmp$' listing && fail "temporary file left behind" && return 1
 	return 0
+}
+
+# Threads that end between two scheduler ticks: the periods of their CPU
+# timer that expired after the last tick that found them running are never
+# signalled (100 threads of 3 ms read back as 1.16 s of 3 s... 116 ms of
+# 300, and 100 of 10 ms as 808 ms of 1000, before the tail was counted).
+# Now each thread's own CPU clock settles its count when its timer is
+# deleted: the profile's total is the threads' CPU time within 5% (1000
+# Hz), the 10 ms threads' time on short_work itself (they are sampled),
+# the rest of what no signal reached under [cprof: unsampled tail].
+test_cpu_short_threads_tail() {
+	local burn truth total work
+	for burn in 10000000 3000000; do
+		run_profiled "prof_$burn" CPROF_PROFILES=cpu CPROF_CPU_HZ=1000 -- \
+			"$PROGS/short_threads" 100 "$burn" >"out_$burn" 2>"err_$burn" ||
+			fail "exit $?" || return 1
+		local file
+		file=$(profile_of "prof_$burn" cpu)
+		truth=$(sed -n 's/^truth_ns //p' "err_$burn")
+		total=$(cprof_total "$file" cpu)
+		work=$(cprof_value "$file" short_work cum cpu)
+		echo "100 threads x $burn ns: profile $total ns (short_work $work), truth $truth ns"
+		within "$total" "$truth" 5 || fail "$burn: total $total ns vs $truth" || return 1
+		if [ "$burn" -eq 10000000 ]; then
+			within "$work" "$truth" 10 || fail "short_work $work ns vs $truth" || return 1
+		fi
+		local p
+		p=$(pprof_total_ns "$file")
+		within "${p%.*}" "$truth" 5 || fail "pprof total $p vs $truth" || return 1
+	done
 }
