@@ -157,11 +157,9 @@ void cprof_block_atfork_child(void)
 
 /* ---- the wrappers ------------------------------------------------------ */
 
-/* A wrapper that times the next definition and records the wait. The
- * result is returned untouched; cprof_block_wait keeps errno. The wrapper
- * itself only tests and tail-calls, so it has no frame: with the block
- * profile off it is a load, a branch and a jump. */
-#define BLOCKING(ret, name, params, args)                                             \
+/* The next definition, the wrapper's own entry, and the out-of-line
+ * timed call both wrapper forms below share. */
+#define BLOCKING_TIMED(ret, name, params, args)                                       \
 	CPROF_NEXT(ret, name, params, args)                                          \
 	CPROF_WAIT_SELF(name);                                                       \
 	__attribute__((noinline)) static ret timed_##name params                     \
@@ -170,7 +168,14 @@ void cprof_block_atfork_child(void)
 		ret result = real_##name args;                                       \
 		cprof_block_wait((uintptr_t)cprof_self_##name, cprof_wait_now() - start); \
 		return result;                                                       \
-	}                                                                            \
+	}
+
+/* A wrapper that times the next definition and records the wait. The
+ * result is returned untouched; cprof_block_wait keeps errno. The wrapper
+ * itself only tests and tail-calls, so it has no frame: with the block
+ * profile off it is a load, a branch and a jump. */
+#define BLOCKING(ret, name, params, args)                                             \
+	BLOCKING_TIMED(ret, name, params, args)                                      \
 	CPROF_EXPORT CPROF_SIGSAFE ret name params                                   \
 	{                                                                            \
 		if (!cprof_block_on || cprof_thread.busy)                             \
@@ -336,15 +341,7 @@ BLOCKING(int, waitid, (idtype_t type, id_t id, siginfo_t *info, int options),
 /* The signal waits never wait for the CPU timer's signal (sigmask.c):
  * `set` loses it before the call. */
 #define BLOCKING_SIGSET(ret, name, params, args)                                      \
-	CPROF_NEXT(ret, name, params, args)                                          \
-	CPROF_WAIT_SELF(name);                                                       \
-	__attribute__((noinline)) static ret timed_##name params                     \
-	{                                                                            \
-		int64_t start = cprof_wait_now();                                    \
-		ret result = real_##name args;                                       \
-		cprof_block_wait((uintptr_t)cprof_self_##name, cprof_wait_now() - start); \
-		return result;                                                       \
-	}                                                                            \
+	BLOCKING_TIMED(ret, name, params, args)                                      \
 	CPROF_EXPORT CPROF_SIGSAFE ret name params                                   \
 	{                                                                            \
 		sigset_t filtered;                                                   \

@@ -459,6 +459,10 @@ int cprof_dump_init(void);             /* the dumper thread */
  * ends (glibc calls exit(0) there) as without the shim. Once per thread,
  * after cprof_dump_init; such a thread must then never return. */
 void cprof_thread_uncount(void);
+/* Starts fn as a detached thread of the shim's, with every signal blocked
+ * (the program's signals never land on it) and no CPU timer (not through
+ * the pthread_create wrapper). 0 or the error number. */
+int cprof_thread_start_detached(void *(*fn)(void *));
 extern atomic_uint cprof_dump_kinds;   /* bit per kind whose source runs */
 CPROF_SIGSAFE void cprof_dump_request(void); /* wake the dumper */
 /* Writes every profile; 0 or -errno. `final`: the last dump of the

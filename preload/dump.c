@@ -550,7 +550,7 @@ static void *dumper_main(void *arg)
 	return NULL;
 }
 
-static int start_dumper(void)
+int cprof_thread_start_detached(void *(*fn)(void *))
 {
 	sigset_t all, old;
 	sigfillset(&all);
@@ -559,11 +559,17 @@ static int start_dumper(void)
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int err = real_pthread_create(&thread, &attr, dumper_main, NULL);
+	int err = real_pthread_create(&thread, &attr, fn, NULL);
 	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return err;
+}
+
+static int start_dumper(void)
+{
+	int err = cprof_thread_start_detached(dumper_main);
 	if (!err && nptl_nthreads)
 		__atomic_fetch_sub(nptl_nthreads, 1, __ATOMIC_SEQ_CST);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err)
 		return -err;
 	atomic_store(&dumper_running, 1);

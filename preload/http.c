@@ -963,16 +963,7 @@ void cprof_http_start(void)
 {
 	if (!cprof_config.http[0])
 		return;
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_t thread;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int err = real_pthread_create(&thread, &attr, http_main, NULL);
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	int err = cprof_thread_start_detached(http_main);
 	if (err)
 		cprof_log("CPROF_HTTP: cannot start the serving thread (%s); no endpoint",
 			  strerror(err));
