@@ -58,9 +58,9 @@
  * their own, take no lock, print nothing and leave errno as the real call
  * left it. The fast paths cost: malloc, a thread-local subtraction and a
  * test before the tail call (7 instructions); free, an AND of the address
- * with the mark's mask and a range test (the arena) before the tail call
- * (9 instructions, no load but the mask's; 17 with the filter on every
- * free). Counted with cachegrind on bench/heap_work.c: the wrappers add
+ * with the mark's mask before the tail call (4 instructions, no load but
+ * the mask's; 9 with a range test for the arena, 17 with the filter on
+ * every free). Counted with cachegrind on bench/heap_work.c: the wrappers add
  * 16 instructions a pair; at the default rate the rest adds 2 to 3 more
  * and 0.25 D1 misses a pair, against 10 and 0.8 with the filter on every
  * free (bench/RESULTS.md, "Issue 9", has the times).
@@ -107,9 +107,13 @@ static void *(*real_pvalloc)(size_t) = boot_pvalloc;
 
 /* dlsym's allocations (a few hundred bytes in glibc 2.36; more when it
  * has an error to report). Never reused: a free of an arena pointer is
- * ignored, and its memory is zero from the start, as calloc needs. */
-#define ARENA_BYTES (64 * 1024)
-static char heap_arena[ARENA_BYTES] __attribute__((aligned(64)));
+ * ignored, and its memory is zero from the start, as calloc needs. Every
+ * block starts on a page (ARENA_ALIGN), where the mark's mask finds it,
+ * so free's fast path needs no range test of its own for the arena (see
+ * "marked blocks"); untouched pages of the arena cost no memory. */
+#define ARENA_BYTES (256 * 1024)
+#define ARENA_ALIGN 4096
+static char heap_arena[ARENA_BYTES] __attribute__((aligned(ARENA_ALIGN)));
 static atomic_size_t heap_arena_used;
 
 /* Per-thread sampler state, initial-exec TLS: one load to reach. */
@@ -129,8 +133,8 @@ static inline bool heap_in_arena(const void *p)
 /* A block of the arena, zeroed, with its size in the 8 bytes before it. */
 static void *arena_alloc(size_t size, size_t align)
 {
-	if (align < 16)
-		align = 16;
+	if (align < ARENA_ALIGN)
+		align = ARENA_ALIGN;
 	if (size > ARENA_BYTES || (align & (align - 1)) || align > ARENA_BYTES / 4) {
 		errno = ENOMEM;
 		return NULL;
@@ -514,13 +518,17 @@ static struct {
  * The alignment is what a sample may waste, transiently (the allocator
  * gets the slack back at once): at most align / R of the bytes a sample
  * stands for, 1/64 at most, so it shrinks with the rate R, to 64 at
- * R <= 8192. Before
- * the heap profile starts, and when it is off, the mask matches NULL
- * only: there are no sampled blocks. A block that cannot be placed (an
+ * R <= 8192 (never above ARENA_ALIGN, so the arena's blocks stay marked).
+ * Before the heap profile starts, and when it is off, there are no
+ * sampled blocks, and the mask finds the arena's (and a few ordinary
+ * blocks, and NULL, which the slow path sends on at once). A block that cannot be placed (an
  * alignment the program asked for that is not a power of two, or memory
  * short) is counted as allocated but not tracked, like a block that finds
  * the live table full. */
-static uintptr_t heap_mark_mask = UINTPTR_MAX; /* (align - 1) & ~16 once started */
+/* Until the heap profile starts (and when it is off) the mask finds the
+ * arena's page-aligned blocks, and with them 1 in 256 or so of the
+ * allocator's own blocks, which go on to the real free after two tests. */
+static uintptr_t heap_mark_mask = ARENA_ALIGN - 1; /* (align - 1) & ~16 once started */
 static size_t heap_mark_align = 4096;
 
 /* Could p be a tracked sample? Certainly not when false. */
@@ -740,6 +748,8 @@ static bool heap_forget(const void *p, heap_record_t *out)
 CPROF_SIGSAFE __attribute__((noinline)) static void heap_free_marked(void *p)
 {
 	heap_record_t rec;
+	if (!p)
+		return;
 	if (filter_maybe(p) && heap_forget(p, &rec) && rec.entry)
 		heap_count(rec.entry, rec.size, -1, false, true);
 	if (heap_in_arena(p))
@@ -792,9 +802,7 @@ CPROF_SIGSAFE CPROF_EXPORT void *malloc(size_t size)
 CPROF_SIGSAFE CPROF_EXPORT void free(void *p)
 {
 	if (CPROF_UNLIKELY(heap_maybe_marked(p)))
-		return heap_free_marked(p);
-	if (CPROF_UNLIKELY(heap_in_arena(p)))
-		return;
+		return heap_free_marked(p); /* the arena's blocks too */
 	real_free(p);
 }
 
