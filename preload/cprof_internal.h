@@ -131,10 +131,17 @@ typedef struct cprof_thread {
 	int timer_slot;  /* index in cpu.c's timer registry, -1 none */
 	uint32_t labels; /* the thread's label set (labels.c), 0 none */
 	int private_files; /* the dumper: its descriptor table is its own */
+	pid_t tid;       /* gettid(), set where the thread starts; 0 unknown */
 } cprof_thread_t;
 
 extern __thread cprof_thread_t cprof_thread
 	__attribute__((tls_model("initial-exec")));
+
+/* The calling thread's id without a system call where the shim saw the
+ * thread start (its pthread_create trampoline, the constructor, a fork
+ * child). Never cached lazily: a thread made with raw clone and no TLS
+ * of its own shares its creator's. */
+CPROF_SIGSAFE pid_t cprof_gettid(void);
 
 /* ---- process state (init.c) ----------------------------------------- */
 
@@ -349,8 +356,13 @@ CPROF_SIGSAFE const sigset_t *cprof_sigmask_filter(const sigset_t *set, sigset_t
 void cprof_sigmask_hide(int sig);      /* the CPU profile takes `sig` */
 void cprof_sigmask_release(int sig);   /* and gives it to the program */
 /* In a new thread: unblock the hidden signal, remember the creator's view
- * (`inherited`) or the real bit as the program's. */
-void cprof_sigmask_thread_start(bool inherited);
+ * (`inherited`) or the real bit as the program's. `maybe_blocked`: the
+ * thread may have started with the signal really blocked (the creator
+ * called from off its own stack, as in a handler whose sa_mask holds it,
+ * or gave the thread a signal mask of its own); otherwise it has the
+ * creator's real mask, which the wrappers never let block it, and no
+ * system call is made. */
+void cprof_sigmask_thread_start(bool inherited, bool maybe_blocked);
 void cprof_sigmask_init(void);         /* next definitions */
 void cprof_exec_init(void);            /* next definitions */
 

@@ -75,11 +75,16 @@ static __thread uint64_t rng_state __attribute__((tls_model("initial-exec")));
  * its timer is deleted (the thread ends, or the process does) the periods
  * its own CPU clock says expired beyond those are charged to the last
  * stack it was sampled in, or to "[cprof: unsampled tail]" when it never
- * was. Exact: the timer is deleted with the signal blocked first, so no
- * expiry is counted twice. Not with CPROF_CPU=on-demand (the timers are
+ * was. Exact: before the timer is deleted the thread marks its tail as
+ * settling, and its handler then counts no expiry (one still pending is
+ * in the tail), so none is counted twice; no system call but the delete
+ * and the clock read (blocking the signal around them cost two more per
+ * thread, and counted an expiry pending at the unblock twice). Not with CPROF_CPU=on-demand (the timers are
  * armed and disarmed) nor the process-wide fallback. */
 typedef struct cpu_tail {
 	int64_t first_ns;        /* the thread CPU time of the first expiry; 0: none */
+	int settling;            /* the tail is being counted: the handler counts no more */
+	int64_t wall_bound_ns;   /* CLOCK_MONOTONIC before which its CPU time cannot reach first_ns */
 	int64_t counted;         /* periods charged by this thread's signals */
 	cprof_stack_t *last;     /* the entry of its last sample */
 } cpu_tail_t;
@@ -93,11 +98,21 @@ static int64_t thread_cpu_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+#define TAIL_MARGIN_NS 20000
+
 /* On the thread itself, its timer deleted. */
 static void tail_flush(void)
 {
 	if (!tail.first_ns || on_demand || use_itimer || period_ns <= 0)
 		return;
+	/* A thread runs no faster than the wall clock: one that ends before
+	 * its first expiry could come (most short threads) needs no read of
+	 * its CPU clock, a system call of 0.5 us. The margin covers the two
+	 * clocks' drift. */
+	if (cprof_now_ns(CLOCK_MONOTONIC) < tail.wall_bound_ns - TAIL_MARGIN_NS) {
+		tail.first_ns = 0;
+		return;
+	}
 	int64_t now = thread_cpu_ns();
 	if (now < tail.first_ns)
 		return;
@@ -116,26 +131,28 @@ static void tail_flush(void)
 	}
 }
 
-/* Deletes the calling thread's timer with its signal blocked (so that no
- * expiry is delivered after it is counted), then charges its tail. */
+/* Deletes the calling thread's timer, then charges its tail. From the
+ * moment `settling` is set the handler (which runs on this thread only)
+ * counts nothing, so what the tail reads of `counted` is final. */
 static void delete_own_timer(int slot)
 {
-	uint64_t block = 1ULL << (cprof_cpu_signal - 1), old = 0;
-	syscall(SYS_rt_sigprocmask, SIG_BLOCK, &block, &old, sizeof block);
+	tail.settling = 1;
+	atomic_signal_fence(memory_order_seq_cst);
 	int expected = 2;
 	if (atomic_compare_exchange_strong(&timer_slots[slot].taken, &expected, 1)) {
 		timer_delete(timer_slots[slot].id);
 		tail_flush();
 		atomic_store(&timer_slots[slot].taken, 0);
 	}
-	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
+	/* settling stays set: an expiry still pending is in the tail. A new
+	 * timer on this thread clears it (cprof_cpu_thread_start). */
 }
 
 static uint64_t rng_next(void)
 {
 	/* xorshift64*, seeded per thread from its id and the clock. */
 	if (!rng_state)
-		rng_state = ((uint64_t)syscall(SYS_gettid) << 32) ^
+		rng_state = ((uint64_t)cprof_gettid() << 32) ^
 			    (uint64_t)cprof_now_ns(CLOCK_MONOTONIC) ^ 0x9e3779b97f4a7c15ULL;
 	return cprof_xorshift64star(&rng_state);
 }
@@ -182,7 +199,7 @@ CPROF_SIGSAFE static void on_cpu_timer(int sig, siginfo_t *info, void *ucontext)
 
 	if (atomic_load_explicit(&cpu_active, memory_order_relaxed)) {
 		/* Only our timers: the signal sent by kill() is not CPU time. */
-		if (info->si_code == SI_TIMER) {
+		if (info->si_code == SI_TIMER && !tail.settling) {
 			int64_t periods = 1 + (info->si_overrun > 0 ? info->si_overrun : 0);
 			cprof_stack_t *s = record_sample(ucontext, periods);
 			tail.counted += periods;
@@ -223,6 +240,7 @@ static int64_t arm_timer(timer_t id)
 	return first;
 }
 
+
 void cprof_cpu_thread_start(void)
 {
 	if (!atomic_load(&cpu_active) || use_itimer || cprof_thread.timer_slot >= 0)
@@ -234,11 +252,12 @@ void cprof_cpu_thread_start(void)
 				  "CPU timer", TIMER_SLOTS);
 		return;
 	}
+	tail.settling = 0;
 	struct sigevent sev;
 	memset(&sev, 0, sizeof sev);
 	sev.sigev_notify = SIGEV_THREAD_ID;
 	sev.sigev_signo = cprof_cpu_signal;
-	sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+	sev.sigev_notify_thread_id = cprof_gettid();
 	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer_slots[slot].id) != 0) {
 		atomic_store(&timer_slots[slot].taken, 0);
 		return;
@@ -248,9 +267,11 @@ void cprof_cpu_thread_start(void)
 	 * (the opener arms published slots: one of the two arms it). */
 	if (!on_demand) {
 		/* The expiries it will count from: its CPU time now plus the
-		 * first delay (relative to the thread's clock). */
-		int64_t now = thread_cpu_ns();
-		tail = (cpu_tail_t){ .first_ns = now + arm_timer(timer_slots[slot].id) };
+		 * first delay (relative to the thread's clock); and the wall
+		 * time before which it cannot have reached the first. */
+		int64_t now = thread_cpu_ns(), wall = cprof_now_ns(CLOCK_MONOTONIC);
+		int64_t first = arm_timer(timer_slots[slot].id);
+		tail = (cpu_tail_t){ .first_ns = now + first, .wall_bound_ns = wall + first };
 	} else if (atomic_load(&demand) > 0) {
 		arm_timer(timer_slots[slot].id);
 	}

@@ -334,7 +334,7 @@ static uint64_t heap_rng_next(void)
 static void heap_thread_seed(void)
 {
 	uint64_t seed;
-	pid_t tid = (pid_t)syscall(SYS_gettid);
+	pid_t tid = cprof_gettid();
 	if (cprof_config.seed) {
 		uint64_t ordinal = tid == getpid() || cprof_thread.busy
 					   ? 0

@@ -13,7 +13,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cprof.h"
 #include "wait.h"
@@ -41,6 +43,7 @@ typedef struct thread_start {
 	void *arg;
 	uint32_t labels; /* the creator's: a thread inherits them, as goroutines do */
 	bool sigmask_view; /* the creator's view of the hidden signal (sigmask.c) */
+	bool sigmask_maybe_blocked; /* the thread may start with it really blocked */
 } thread_start_t;
 
 static void *thread_trampoline(void *p)
@@ -48,9 +51,10 @@ static void *thread_trampoline(void *p)
 	thread_start_t start = *(thread_start_t *)p;
 	cprof_thread.busy++;
 	free(p);
+	cprof_thread.tid = (pid_t)syscall(SYS_gettid);
 	cprof_thread.labels = start.labels;
 	thread_started();
-	cprof_sigmask_thread_start(start.sigmask_view);
+	cprof_sigmask_thread_start(start.sigmask_view, start.sigmask_maybe_blocked);
 	cprof_thread.busy--;
 	/* A tail call: the trampoline leaves no frame in the thread's stacks. */
 	return start.fn(start.arg);
@@ -72,6 +76,12 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 	start->arg = arg;
 	start->labels = cprof_thread.labels;
 	start->sigmask_view = cprof_sigmask_view();
+	/* The new thread starts with this thread's real mask, or the one in
+	 * attr (pthread_attr_setsigmask_np). */
+	sigset_t attr_mask;
+	start->sigmask_maybe_blocked =
+		!cprof_unwind_on_thread_stack((uintptr_t)__builtin_frame_address(0)) ||
+		(attr && pthread_attr_getsigmask_np(attr, &attr_mask) == 0);
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
 		free(start);
@@ -91,6 +101,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	cprof_thread.busy++;
+	cprof_thread.tid = (pid_t)syscall(SYS_gettid);
 	cprof_stacks_reset();
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
 	cprof_unwind_atfork_child();
@@ -105,6 +116,7 @@ static void atfork_child(void)
 __attribute__((constructor)) static void cprof_init(void)
 {
 	cprof_thread.busy++;
+	cprof_thread.tid = (pid_t)syscall(SYS_gettid);
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
 	cprof_config_load();
 	cprof_real_init();

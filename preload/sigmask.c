@@ -117,11 +117,15 @@ CPROF_SIGSAFE const sigset_t *cprof_sigmask_filter(const sigset_t *set, sigset_t
 
 /* A thread starts (or the process starts, after an exec whose program had
  * the signal blocked): really unblocked, remembered as the program's. */
-void cprof_sigmask_thread_start(bool inherited)
+void cprof_sigmask_thread_start(bool inherited, bool maybe_blocked)
 {
 	int sig = cprof_sigmask_hidden();
 	if (!sig)
 		return;
+	if (!maybe_blocked) {
+		view_blocked = inherited;
+		return;
+	}
 	int saved_errno = errno;
 	sigset_t old;
 	if (mask_one(SIG_UNBLOCK, sig, &old) == 0)
@@ -132,7 +136,7 @@ void cprof_sigmask_thread_start(bool inherited)
 void cprof_sigmask_hide(int sig)
 {
 	atomic_store(&hidden_signal, sig);
-	cprof_sigmask_thread_start(false);
+	cprof_sigmask_thread_start(false, true);
 }
 
 /* Applies the remembered bit for real to a thread that still has one. */

@@ -42,6 +42,12 @@ const char *cprof_kind_name(cprof_kind_t kind)
 	return (unsigned)kind < CPROF_KIND_COUNT ? kind_names[kind] : "?";
 }
 
+CPROF_SIGSAFE pid_t cprof_gettid(void)
+{
+	pid_t tid = cprof_thread.tid;
+	return tid ? tid : (pid_t)syscall(SYS_gettid);
+}
+
 CPROF_SIGSAFE int64_t cprof_now_ns(clockid_t clock)
 {
 	struct timespec ts;

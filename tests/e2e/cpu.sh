@@ -390,23 +390,29 @@ test_full_disk() {
 # Hz), the 10 ms threads' time on short_work itself (they are sampled),
 # the rest of what no signal reached under [cprof: unsampled tail].
 test_cpu_short_threads_tail() {
-	local burn truth total work
-	for burn in 10000000 3000000; do
+	local burn truth total work count tolerance
+	# 300 us threads end before their first expiry 7 times in 10: their
+	# tail is settled without a read of their CPU clock (the wall clock
+	# bounds it); 6000 of them are 1800 periods, 2.4% sampling error, and
+	# the threads' start and exit paths add some 6% the truth leaves out.
+	for burn in 10000000 3000000 300000; do
+		count=100 tolerance=5
+		[ "$burn" -eq 300000 ] && count=6000 tolerance=15
 		run_profiled "prof_$burn" CPROF_PROFILES=cpu CPROF_CPU_HZ=1000 -- \
-			"$PROGS/short_threads" 100 "$burn" >"out_$burn" 2>"err_$burn" ||
+			"$PROGS/short_threads" "$count" "$burn" >"out_$burn" 2>"err_$burn" ||
 			fail "exit $?" || return 1
 		local file
 		file=$(profile_of "prof_$burn" cpu)
 		truth=$(sed -n 's/^truth_ns //p' "err_$burn")
 		total=$(cprof_total "$file" cpu)
 		work=$(cprof_value "$file" short_work cum cpu)
-		echo "100 threads x $burn ns: profile $total ns (short_work $work), truth $truth ns"
-		within "$total" "$truth" 5 || fail "$burn: total $total ns vs $truth" || return 1
+		echo "$count threads x $burn ns: profile $total ns (short_work $work), truth $truth ns"
+		within "$total" "$truth" "$tolerance" || fail "$burn: total $total ns vs $truth" || return 1
 		if [ "$burn" -eq 10000000 ]; then
 			within "$work" "$truth" 10 || fail "short_work $work ns vs $truth" || return 1
 		fi
 		local p
 		p=$(pprof_total_ns "$file")
-		within "${p%.*}" "$truth" 5 || fail "pprof total $p vs $truth" || return 1
+		within "${p%.*}" "$truth" "$tolerance" || fail "pprof total $p vs $truth" || return 1
 	done
 }
