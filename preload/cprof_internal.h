@@ -311,11 +311,7 @@ unsigned cprof_stacks_used(void);
 extern int cprof_cpu_signal;           /* the timers' signal, 0 before start */
 int cprof_cpu_start(void);             /* handler + main thread timer */
 void cprof_cpu_stop(void);             /* disarm every timer */
-/* Arms the calling thread's timer (or, lazily, readies it to be armed
- * when it is seen running). `created_ns`: for a thread that has just
- * started, CLOCK_MONOTONIC as its creator read it before making it; 0 for
- * any other (the main thread, a fork child). */
-void cprof_cpu_thread_start(int64_t created_ns);
+void cprof_cpu_thread_start(void);     /* arm the calling thread's timer */
 void cprof_cpu_thread_exit(void);      /* delete the calling thread's timer */
 void cprof_cpu_atfork_child(void);
 void cprof_cpu_step_aside(void);       /* the program takes SIGPROF */

@@ -36,9 +36,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <stdio.h>
 #include <sys/time.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -52,7 +50,7 @@
 #define TIMER_SLOTS 8192
 typedef struct timer_slot {
 	atomic_int taken;
-	int id;                  /* the kernel's timer id (raw system calls) */
+	timer_t id;
 } timer_slot_t;
 
 static timer_slot_t timer_slots[TIMER_SLOTS];
@@ -65,30 +63,6 @@ static int64_t period_ns;
 int cprof_cpu_signal;                /* the timers' signal */
 
 static __thread uint64_t rng_state __attribute__((tls_model("initial-exec")));
-
-/* The timers are made and set with raw system calls: a thread's timer may
- * be made in the signal handler (lazy arming, below), and glibc's
- * timer_create is not async-signal-safe. 0 or -1 and errno. */
-static int sys_timer_create(clockid_t clock, struct sigevent *sev, int *id)
-{
-	return (int)syscall(SYS_timer_create, clock, sev, id);
-}
-
-static int sys_timer_settime(int id, int flags, const struct itimerspec *its,
-			     struct itimerspec *old)
-{
-	return (int)syscall(SYS_timer_settime, id, flags, its, old);
-}
-
-static int sys_timer_gettime(int id, struct itimerspec *its)
-{
-	return (int)syscall(SYS_timer_gettime, id, its);
-}
-
-static int sys_timer_delete(int id)
-{
-	return (int)syscall(SYS_timer_delete, id);
-}
 
 /* ---- the tail of a thread's CPU time ----------------------------------
  * The kernel checks a CPU-clock timer at a scheduler tick that finds its
@@ -116,16 +90,6 @@ typedef struct cpu_tail {
 } cpu_tail_t;
 
 static __thread cpu_tail_t tail __attribute__((tls_model("initial-exec")));
-
-/* Lazy arming (see below). */
-static bool lazy;                   /* threads are armed when seen running */
-static int detector_id = -1;        /* the process-wide timer, -1 none */
-static atomic_int detector_wanted;  /* set by the first new thread: start it */
-static int64_t detect_ns;           /* its period */
-#define DETECT_VALUE 0x63707266     /* its signal's sival_int */
-/* This thread has no timer yet and wants one (0 for any other). */
-static __thread unsigned char lazy_pending __attribute__((tls_model("initial-exec")));
-CPROF_SIGSAFE static void lazy_arm(void);
 
 static int64_t thread_cpu_ns(void)
 {
@@ -176,7 +140,7 @@ static void delete_own_timer(int slot)
 	atomic_signal_fence(memory_order_seq_cst);
 	int expected = 2;
 	if (atomic_compare_exchange_strong(&timer_slots[slot].taken, &expected, 1)) {
-		sys_timer_delete(timer_slots[slot].id);
+		timer_delete(timer_slots[slot].id);
 		tail_flush();
 		atomic_store(&timer_slots[slot].taken, 0);
 	}
@@ -235,12 +199,7 @@ CPROF_SIGSAFE static void on_cpu_timer(int sig, siginfo_t *info, void *ucontext)
 
 	if (atomic_load_explicit(&cpu_active, memory_order_relaxed)) {
 		/* Only our timers: the signal sent by kill() is not CPU time. */
-		if (info->si_code == SI_TIMER && info->si_value.sival_int == DETECT_VALUE) {
-			/* The detector: only a thread without its timer cares. */
-			if (lazy_pending && !tail.settling)
-				lazy_arm();
-		}
-		else if (info->si_code == SI_TIMER && !tail.settling) {
+		if (info->si_code == SI_TIMER && !tail.settling) {
 			int64_t periods = 1 + (info->si_overrun > 0 ? info->si_overrun : 0);
 			cprof_stack_t *s = record_sample(ucontext, periods);
 			tail.counted += periods;
@@ -271,134 +230,21 @@ static int timer_slot_take(void)
 
 /* First expiry uniform in (0, period]: a thread that runs for less
  * than a period is sampled with the right probability. */
-static int64_t arm_timer(int id)
+static int64_t arm_timer(timer_t id)
 {
 	struct itimerspec its;
 	int64_t first = 1 + (int64_t)(rng_next() % (uint64_t)period_ns);
 	its.it_interval = ns_to_timespec(period_ns);
 	its.it_value = ns_to_timespec(first);
-	sys_timer_settime(id, 0, &its, NULL);
+	timer_settime(id, 0, &its, NULL);
 	return first;
 }
 
-/* ---- lazy arming ---------------------------------------------------------
- * A thread's timer costs it three system calls (timer_create 0.87 us,
- * timer_settime 0.81, timer_delete 0.63 here), most of what the CPU
- * profile cost a program that makes many short threads; and a thread that
- * ends before its first expiry never needed one: its tail (above) counts
- * it, and the wall clock, which a thread's CPU time cannot outrun, says
- * when that is without a read of its CPU clock either. So a new thread
- * only draws its first expiry, as an absolute time on its own CPU clock,
- * and its timer is made when it is seen running: one process-wide CPU
- * timer (the detector, period detect_ns) signals the thread that is on
- * the CPU when it expires (Linux 6.3 and later send a process-directed
- * timer signal to the current thread when it can take it; earlier
- * kernels arm every thread at its start, as CPROF_CPU=on-demand does),
- * and the handler, on a thread that has no timer yet, makes one with raw
- * system calls, armed at that absolute time: if the thread's CPU time is
- * already past it, it expires at once with the periods missed as
- * overruns, so no CPU time is lost, only charged to the stack of that
- * moment. A thread that is never seen running pays no timer at all. */
-static atomic_uint_fast64_t seed_counter;
 
-/* A new thread's stream, seeded without a system call. */
-static void rng_seed_new_thread(void)
-{
-	rng_state = cprof_mix64((uint64_t)pthread_self() ^
-				(uint64_t)cprof_now_ns(CLOCK_MONOTONIC) ^
-				(atomic_fetch_add(&seed_counter, 1) * 0x9e3779b97f4a7c15ULL)) | 1;
-}
-
-static bool kernel_at_least(unsigned major, unsigned minor)
-{
-	struct utsname u;
-	unsigned a = 0, b = 0;
-	if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &a, &b) != 2)
-		return false;
-	return a > major || (a == major && b >= minor);
-}
-
-/* At the first thread the program makes (a single-threaded program gets
- * no detector signal at all). */
-static void detector_start(void)
-{
-	if (atomic_exchange(&detector_wanted, 1))
-		return;
-	struct sigevent sev;
-	memset(&sev, 0, sizeof sev);
-	sev.sigev_notify = SIGEV_SIGNAL;
-	sev.sigev_signo = cprof_cpu_signal;
-	sev.sigev_value.sival_int = DETECT_VALUE;
-	int id;
-	if (sys_timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &id) != 0) {
-		lazy = false;
-		return;
-	}
-	struct itimerspec its = { ns_to_timespec(detect_ns), ns_to_timespec(detect_ns) };
-	sys_timer_settime(id, 0, &its, NULL);
-	detector_id = id;
-}
-
-static void detector_stop(void)
-{
-	atomic_store(&detector_wanted, 1); /* no later start */
-	int id = detector_id;
-	detector_id = -1;
-	if (id >= 0)
-		sys_timer_delete(id);
-}
-
-/* In the handler, on a thread the detector found running with no timer:
- * its timer, at the first expiry it drew. CPROF_SIGSAFE. */
-CPROF_SIGSAFE static void lazy_arm(void)
-{
-	lazy_pending = 0;
-	int slot = timer_slot_take();
-	if (slot < 0) {
-		if (atomic_fetch_add(&cprof_cpu_threads_not_sampled, 1) == 0)
-			cprof_log("more than %d threads at once; threads beyond that have no "
-				  "CPU timer", TIMER_SLOTS);
-		return;
-	}
-	struct sigevent sev;
-	memset(&sev, 0, sizeof sev);
-	sev.sigev_notify = SIGEV_THREAD_ID;
-	sev.sigev_signo = cprof_cpu_signal;
-	sev.sigev_notify_thread_id = cprof_gettid();
-	if (sys_timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer_slots[slot].id) != 0) {
-		atomic_store(&timer_slots[slot].taken, 0);
-		return;
-	}
-	struct itimerspec its = { ns_to_timespec(period_ns), ns_to_timespec(tail.first_ns) };
-	sys_timer_settime(timer_slots[slot].id, TIMER_ABSTIME, &its, NULL);
-	atomic_store(&timer_slots[slot].taken, 2); /* live */
-	cprof_thread.timer_slot = slot;
-	/* The profile stopped meanwhile (disarm_all missed this slot). */
-	if (!atomic_load(&cpu_active)) {
-		int expected = 2;
-		if (atomic_compare_exchange_strong(&timer_slots[slot].taken, &expected, 1)) {
-			sys_timer_delete(timer_slots[slot].id);
-			atomic_store(&timer_slots[slot].taken, 0);
-		}
-		cprof_thread.timer_slot = -1;
-	}
-}
-
-void cprof_cpu_thread_start(int64_t created_ns)
+void cprof_cpu_thread_start(void)
 {
 	if (!atomic_load(&cpu_active) || use_itimer || cprof_thread.timer_slot >= 0)
 		return;
-	if (lazy && created_ns)
-		detector_start(); /* which may find it cannot, and clear lazy */
-	if (lazy && created_ns) {
-		/* Its CPU clock began at zero after created_ns. */
-		rng_seed_new_thread();
-		int64_t first = 1 + (int64_t)(rng_next() % (uint64_t)period_ns);
-		tail = (cpu_tail_t){ .first_ns = first, .wall_bound_ns = created_ns + first };
-		atomic_signal_fence(memory_order_seq_cst);
-		lazy_pending = 1;
-		return;
-	}
 	int slot = timer_slot_take();
 	if (slot < 0) {
 		if (atomic_fetch_add(&cprof_cpu_threads_not_sampled, 1) == 0)
@@ -412,7 +258,7 @@ void cprof_cpu_thread_start(int64_t created_ns)
 	sev.sigev_notify = SIGEV_THREAD_ID;
 	sev.sigev_signo = cprof_cpu_signal;
 	sev.sigev_notify_thread_id = cprof_gettid();
-	if (sys_timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer_slots[slot].id) != 0) {
+	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer_slots[slot].id) != 0) {
 		atomic_store(&timer_slots[slot].taken, 0);
 		return;
 	}
@@ -438,14 +284,6 @@ void cprof_cpu_thread_start(int64_t created_ns)
 void cprof_cpu_thread_exit(void)
 {
 	int slot = cprof_thread.timer_slot;
-	if (lazy_pending) {
-		/* Never seen running long enough: no timer, only the tail. */
-		tail.settling = 1;
-		atomic_signal_fence(memory_order_seq_cst);
-		lazy_pending = 0;
-		tail_flush();
-		return;
-	}
 	if (slot < 0)
 		return;
 	cprof_thread.timer_slot = -1;
@@ -458,7 +296,7 @@ static void disarm_all(void)
 	for (int i = 0; i < high; i++) {
 		int expected = 2;
 		if (atomic_compare_exchange_strong(&timer_slots[i].taken, &expected, 1)) {
-			sys_timer_delete(timer_slots[i].id);
+			timer_delete(timer_slots[i].id);
 			atomic_store(&timer_slots[i].taken, 0);
 		}
 	}
@@ -504,7 +342,7 @@ static void set_all(bool armed)
 		if (armed)
 			arm_timer(timer_slots[i].id);
 		else
-			sys_timer_settime(timer_slots[i].id, 0, &off, NULL);
+			timer_settime(timer_slots[i].id, 0, &off, NULL);
 	}
 }
 
@@ -573,12 +411,7 @@ int cprof_cpu_start(void)
 		if (!on_demand)
 			arm_itimer();
 	} else {
-		/* The detector's period: the sampling period, kept between the
-		 * scheduler tick's 4 ms and 10 ms (how late a busy new thread
-		 * may get its timer; its time is not lost meanwhile). */
-		detect_ns = period_ns < 4000000 ? 4000000 : period_ns > 10000000 ? 10000000 : period_ns;
-		lazy = !on_demand && kernel_at_least(6, 3);
-		cprof_cpu_thread_start(0);
+		cprof_cpu_thread_start();
 	}
 	return 0;
 }
@@ -591,12 +424,9 @@ void cprof_cpu_stop(void)
 	if (slot >= 0 && atomic_load(&cpu_active)) {
 		cprof_thread.timer_slot = -1;
 		delete_own_timer(slot);
-	} else if (lazy_pending && atomic_load(&cpu_active)) {
-		cprof_cpu_thread_exit();
 	}
 	if (!atomic_exchange(&cpu_active, 0))
 		return;
-	detector_stop();
 	disarm_all();
 }
 
@@ -625,11 +455,7 @@ void cprof_cpu_atfork_child(void)
 		if (!on_demand)
 			arm_itimer();
 	} else {
-		/* Timers are not inherited: the child's own detector. */
-		lazy_pending = 0;
-		detector_id = -1;
-		atomic_store(&detector_wanted, 0);
-		cprof_cpu_thread_start(0);
+		cprof_cpu_thread_start();
 	}
 }
 
@@ -685,11 +511,11 @@ __attribute__((noinline)) static void cpu_leave_altstack(uintptr_t call_site)
 	int slot = cprof_thread.timer_slot;
 	if (slot >= 0) {
 		struct itimerspec its;
-		if (sys_timer_gettime(timer_slots[slot].id, &its) == 0 &&
+		if (timer_gettime(timer_slots[slot].id, &its) == 0 &&
 		    (its.it_value.tv_sec == 0 && its.it_value.tv_nsec < HOLD_OFF_NS)) {
 			held_off_ns += HOLD_OFF_NS - its.it_value.tv_nsec;
 			its.it_value.tv_nsec = HOLD_OFF_NS;
-			sys_timer_settime(timer_slots[slot].id, 0, &its, NULL);
+			timer_settime(timer_slots[slot].id, 0, &its, NULL);
 			if (held_off_ns >= period_ns) {
 				count_held(call_site, held_off_ns / period_ns);
 				held_off_ns %= period_ns;

@@ -30,12 +30,12 @@ static void on_thread_exit(void *value)
 	cprof_unwind_thread_exit();
 }
 
-static void thread_started(int64_t created_ns)
+static void thread_started(void)
 {
 	if (thread_key_ok)
 		pthread_setspecific(thread_key, (void *)1);
 	cprof_unwind_thread_start(false);
-	cprof_cpu_thread_start(created_ns);
+	cprof_cpu_thread_start();
 }
 
 typedef struct thread_start {
@@ -44,7 +44,6 @@ typedef struct thread_start {
 	uint32_t labels; /* the creator's: a thread inherits them, as goroutines do */
 	bool sigmask_view; /* the creator's view of the hidden signal (sigmask.c) */
 	bool sigmask_maybe_blocked; /* the thread may start with it really blocked */
-	int64_t created_ns; /* CLOCK_MONOTONIC before the thread was made */
 } thread_start_t;
 
 static void *thread_trampoline(void *p)
@@ -52,8 +51,9 @@ static void *thread_trampoline(void *p)
 	thread_start_t start = *(thread_start_t *)p;
 	cprof_thread.busy++;
 	free(p);
+	cprof_thread.tid = (pid_t)syscall(SYS_gettid);
 	cprof_thread.labels = start.labels;
-	thread_started(start.created_ns);
+	thread_started();
 	cprof_sigmask_thread_start(start.sigmask_view, start.sigmask_maybe_blocked);
 	cprof_thread.busy--;
 	/* A tail call: the trampoline leaves no frame in the thread's stacks. */
@@ -82,7 +82,6 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 	start->sigmask_maybe_blocked =
 		!cprof_unwind_on_thread_stack((uintptr_t)__builtin_frame_address(0)) ||
 		(attr && pthread_attr_getsigmask_np(attr, &attr_mask) == 0);
-	start->created_ns = cprof_now_ns(CLOCK_MONOTONIC);
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
 		free(start);

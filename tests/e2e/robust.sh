@@ -106,22 +106,14 @@ test_robust_thread_count_memory() {
 	file=$(profile_of prof cpu)
 	[ -n "$file" ] || fail "no cpu profile" || return 1
 	pprof_top "$file" >/dev/null || fail "pprof cannot read $file" || return 1
-	# These threads hardly run: none is seen running by the CPU profile's
-	# detector, so none takes a timer (before lazy arming: 1809 threads
-	# found the 8,192 timers taken). With CPROF_CPU=on-demand every thread
-	# takes one (unarmed) at its start: main + 10,000 alive at once, and
-	# the table's limit is met and said once on stderr.
 	local unsampled
 	unsampled=$("$CPROF" raw "$file" | sed -n 's/.*threads_not_sampled=\([0-9]*\).*/\1/p' | head -1)
-	echo "threads not sampled (lazy timers): ${unsampled:-none}"
-	[ "${unsampled:-0}" -le 16 ] || fail "threads_not_sampled=$unsampled with lazy timers" || return 1
-	run_profiled demand CPROF_CPU_HZ=1000 CPROF_CPU=on-demand -- \
-		"$PROGS/many_threads" $threads >got 2>err ||
-		fail "on-demand run: exit $?: $(head -3 err)" || return 1
-	cmp -s want got || fail "stdout differs (on-demand)" || return 1
-	[ "$(grep -c '^cprof: more than 8192 threads at once; threads beyond that have no CPU timer$' err)" -eq 1 ] ||
-		fail "on-demand: no single line for the full timer table: $(grep cprof: err | head -3)" || return 1
-	echo "on-demand: $(grep '^cprof: more than' err)"
+	echo "threads not sampled: ${unsampled:-none}"
+	# main + 10,000 alive at once, 8,192 timers.
+	[ "${unsampled:-0}" -ge $((threads + 1 - 8192)) ] ||
+		fail "threads_not_sampled=${unsampled:-missing}, want >= $((threads + 1 - 8192))" || return 1
+	[ "$unsampled" -le $((threads + 1 - 8192 + 16)) ] ||
+		fail "threads_not_sampled=$unsampled, too many" || return 1
 }
 
 # Item 11. The program's first write() and first sigsuspend() are made in

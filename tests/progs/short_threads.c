@@ -32,11 +32,9 @@ __attribute__((noinline)) static void *short_work(void *arg)
 		sink = x;
 		now = thread_cpu_ns();
 	} while (now - start < burn_ns);
-	/* The thread's CPU clock, which began at zero when it was made: its
-	 * start-up path too, which is its CPU time (a profile counts it);
-	 * what it burns after this is its exit path. */
+	/* Up to the thread's end: what it burnt after this is the exit path. */
 	pthread_mutex_lock(&lock);
-	total += thread_cpu_ns();
+	total += thread_cpu_ns() - start;
 	pthread_mutex_unlock(&lock);
 	return arg;
 }
