@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #define CPROF_SIGSAFE /* reachable from a signal handler or malloc */
@@ -407,6 +408,50 @@ unsigned cprof_symbolizer_mappings(cprof_symbolizer_t *s, const cprof_mapping_t 
  * are); and the period each kind reports. Set through
  * cprof_source_register. */
 typedef void (*cprof_values_fn)(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX]);
+
+/* ---- the registry of kinds (sources.c) -------------------------------- */
+
+/* A label a source adds to one sample beyond the thread's label set:
+ * a string (str) or a number (num, unit). */
+typedef struct cprof_sample_label {
+	const char *key;
+	const char *str;  /* NULL: numeric */
+	int64_t num;
+	const char *unit;
+} cprof_sample_label_t;
+
+typedef void (*cprof_entry_fn)(const cprof_stack_t *s, void *ctx);
+
+/* One row per kind. Format fields are read by pprof.c; the hooks are the
+ * shim's (NULL in the tools and unit tests, and where a kind has none). */
+typedef struct cprof_source {
+	const char *name;                       /* "cpu": files, CPROF_PROFILES */
+	unsigned nvalues;
+	const char *types[CPROF_VALUES_MAX][2]; /* {type, unit} */
+	const char *period_type[2];
+	const char *default_type;
+	const char *tag_label[2];               /* {key, unit} for the tag, or NULL */
+	void (*comment)(char *out, size_t cap); /* the settings behind the numbers */
+	int (*start)(void);                     /* constructor, when enabled */
+	void (*stop)(void);                     /* the process ends */
+	void (*atfork_child)(void);             /* every forked child */
+	/* A snapshot kind: collect takes the snapshot (dump path, before a
+	 * build or a count), foreach walks its entries (NULL: the stack
+	 * table's), labels adds per-sample labels, any says whether the final
+	 * dump writes it, text is its debug=1/2 form. */
+	int (*collect)(void);
+	void (*foreach)(cprof_entry_fn fn, void *ctx);
+	unsigned (*labels)(const cprof_stack_t *s, cprof_sample_label_t *out, unsigned max);
+	bool (*any)(void);
+	int (*text)(cprof_symbolizer_t *sym, int debug, FILE *f);
+} cprof_source_t;
+
+extern const cprof_source_t cprof_sources[CPROF_KIND_COUNT];
+
+/* The kind's entries: its own foreach, else the stack table's. */
+void cprof_source_foreach(cprof_kind_t kind, cprof_entry_fn fn, void *ctx);
+/* Whether the final dump writes the kind (it recorded something). */
+bool cprof_source_any(cprof_kind_t kind);
 extern cprof_values_fn cprof_pprof_values[CPROF_KIND_COUNT];
 extern int64_t cprof_pprof_period[CPROF_KIND_COUNT];
 
@@ -441,7 +486,8 @@ int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t n
 /* debug=1: Go's legacy text form of the heap, mutex or block profile now
  * ("heap profile: ..." or "--- mutex:"), symbolized in # lines. 0 and a
  * malloc'd text, or -errno. */
-int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, size_t *out_len);
+int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, int debug, char **out,
+		     size_t *out_len);
 
 /* Entries of `kind` with a non-zero value now (the index page's counts). */
 size_t cprof_pprof_count(cprof_kind_t kind);

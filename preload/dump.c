@@ -257,7 +257,7 @@ int cprof_dump_write(const char *why, bool final)
 
 	unsigned kinds = atomic_load(&cprof_dump_kinds);
 	for (int k = 0; final && k < CPROF_KIND_COUNT; k++)
-		if ((kinds & (1u << k)) && !cprof_stacks_any((cprof_kind_t)k))
+		if ((kinds & (1u << k)) && !cprof_source_any((cprof_kind_t)k))
 			kinds &= ~(1u << k);
 	int err = kinds ? make_dirs(cprof_config.out_dir) : 0;
 	if (err < 0) {

@@ -302,7 +302,8 @@ static enum MHD_Result serve_text(request_t *r)
 	char *text = NULL;
 	size_t len = 0;
 	cprof_symbolizer_t *sym = cprof_symbolizer_new();
-	int err = sym ? cprof_pprof_text(route_kind(r->decision.route), sym, &text, &len) : -ENOMEM;
+	int err = sym ? cprof_pprof_text(route_kind(r->decision.route), sym, r->decision.debug, &text,
+					   &len) : -ENOMEM;
 	cprof_symbolizer_free(sym);
 	if (err < 0)
 		return respond_error(r->connection, 500, "failed to collect profile", NULL, false);

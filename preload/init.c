@@ -94,10 +94,9 @@ static void atfork_child(void)
 	cprof_stacks_reset();
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
 	cprof_unwind_atfork_child();
-	cprof_cpu_atfork_child();
-	cprof_heap_atfork_child();
-	cprof_mutex_atfork_child();
-	cprof_block_atfork_child();
+	for (int k = 0; k < CPROF_KIND_COUNT; k++)
+		if (cprof_sources[k].atfork_child)
+			cprof_sources[k].atfork_child();
 	cprof_dump_atfork_child();
 	cprof_thread.busy--;
 }
@@ -124,14 +123,9 @@ __attribute__((constructor)) static void cprof_init(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	cprof_wait_clock_init();
 	atomic_store(&cprof_running, 1);
-	if (cprof_enabled(CPROF_KIND_CPU))
-		cprof_cpu_start();
-	if (cprof_enabled(CPROF_KIND_HEAP))
-		cprof_heap_start();
-	if (cprof_enabled(CPROF_KIND_MUTEX))
-		cprof_mutex_start();
-	if (cprof_enabled(CPROF_KIND_BLOCK))
-		cprof_block_start();
+	for (int k = 0; k < CPROF_KIND_COUNT; k++)
+		if (cprof_enabled((cprof_kind_t)k) && cprof_sources[k].start)
+			cprof_sources[k].start();
 	cprof_http_start();
 	cprof_thread.busy--;
 }
@@ -141,7 +135,9 @@ __attribute__((destructor)) static void cprof_fini(void)
 	if (!atomic_exchange(&cprof_running, 0))
 		return;
 	cprof_thread.busy++;
-	cprof_cpu_stop();
+	for (int k = 0; k < CPROF_KIND_COUNT; k++)
+		if (cprof_sources[k].stop)
+			cprof_sources[k].stop();
 	cprof_dump_at_exit();
 	cprof_thread.busy--;
 }
