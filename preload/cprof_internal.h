@@ -30,6 +30,7 @@ typedef enum cprof_kind {
 	CPROF_KIND_HEAP = 1,
 	CPROF_KIND_MUTEX = 2,
 	CPROF_KIND_BLOCK = 3,
+	CPROF_KIND_THREADS = 4,
 	CPROF_KIND_COUNT
 } cprof_kind_t;
 
@@ -132,6 +133,7 @@ typedef struct cprof_thread {
 	int timer_slot;  /* index in cpu.c's timer registry, -1 none */
 	uint32_t labels; /* the thread's label set (labels.c), 0 none */
 	int private_files; /* the dumper: its descriptor table is its own */
+	struct cprof_wait_record *wait; /* threads profile: this thread's record (wait.h) */
 } cprof_thread_t;
 
 extern __thread cprof_thread_t cprof_thread
@@ -223,6 +225,17 @@ void cprof_unwind_atfork_child(void);
 /* Threads holding a libunwind trace cache now (<= CPROF_UNWIND_CACHES). */
 unsigned cprof_unwind_cached_threads(void);
 
+/* The calling thread's stack bounds as cprof_unwind_thread_start found
+ * them (0, 0: not known). */
+void cprof_unwind_stack_bounds(uintptr_t *lo, uintptr_t *hi);
+/* Another thread's stack, leaf first, from the registers it published
+ * (wait.h: rip rsp rbp rbx r12-r15), over `copy`: copy_len bytes of its
+ * stack copied from regs[1] up. Reads in that thread's stack
+ * [stack_lo, stack_hi) come from the copy or through the kernel, never
+ * by dereference. Dump path. The depth; 0 when rsp is not in bounds. */
+int cprof_unwind_remote(const uintptr_t regs[8], uintptr_t stack_lo, uintptr_t stack_hi,
+			const void *copy, size_t copy_len, uintptr_t *pcs, int max);
+
 /* Prepares the unwinder (caching policy, first unwind) before sampling. */
 void cprof_unwind_init(void);
 /* Forgets cached unwind rules (after dlclose: a new library may reuse the
@@ -253,6 +266,10 @@ enum {
 	CPROF_FRAME_NOUNWIND = 3,   /* not unwound: unsafe at that moment */
 	CPROF_FRAME_NOROOM = 4,     /* not unwound: too little stack left */
 	CPROF_FRAME_TAIL = 5,       /* CPU time no timer expiry was signalled for */
+	CPROF_FRAME_NOT_REACHED = 6, /* threads: a thread that did not answer, or not asked */
+	CPROF_FRAME_CREATED_BY = 7, /* threads: the creator's frames follow */
+	CPROF_FRAME_NO_STACK = 8,   /* threads: not a pthread of ours (raw clone) */
+	CPROF_FRAME_LAST = 8,
 	CPROF_FRAME_PSEUDO_MAX = 4096
 };
 
@@ -328,6 +345,24 @@ int cprof_mutex_start(void);
 void cprof_mutex_atfork_child(void);
 int cprof_block_start(void);
 void cprof_block_atfork_child(void);
+
+/* threads.c: the threads profile (snapshots at dumps). */
+int cprof_threads_start(void);
+void cprof_threads_atfork_child(void);
+/* On a new thread (trampoline): its record, with its creator's stack. */
+void cprof_threads_thread_start(const uintptr_t *created, unsigned ncreated);
+void cprof_threads_thread_exit(void);
+/* The creator's stack for created_by (pthread_create); 0 when off. */
+unsigned cprof_threads_creator(uintptr_t *pcs, unsigned max);
+/* A thread of the shim's (dumper, endpoint): never in a snapshot. */
+void cprof_threads_shim_thread(void);
+/* The hidden signal sent by tgkill (si_code SI_TKILL): a snapshot asks. */
+CPROF_SIGSAFE void cprof_threads_on_signal(void *ucontext);
+/* "47 minutes": how long a wait is, as Go's goroutine dump says it. */
+void cprof_threads_duration(int64_t ns, char *out, size_t cap);
+/* cpu.c: the hidden signal for snapshots, taken now if the CPU profile
+ * did not; the signal, or 0. */
+int cprof_cpu_snapshot_signal(void);
 
 /* ---- signals (signals.c) -------------------------------------------- */
 

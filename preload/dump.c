@@ -550,6 +550,13 @@ static void *dumper_main(void *arg)
 	return NULL;
 }
 
+/* A shim thread's first act: it is never in a threads snapshot. */
+static void *shim_thread_main(void *fn)
+{
+	cprof_threads_shim_thread();
+	return ((void *(*)(void *))fn)(NULL);
+}
+
 int cprof_thread_start_detached(void *(*fn)(void *))
 {
 	sigset_t all, old;
@@ -559,7 +566,7 @@ int cprof_thread_start_detached(void *(*fn)(void *))
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int err = real_pthread_create(&thread, &attr, fn, NULL);
+	int err = real_pthread_create(&thread, &attr, shim_thread_main, (void *)fn);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return err;

@@ -233,6 +233,8 @@ static cprof_kind_t route_kind(cprof_http_route_t route)
 		return CPROF_KIND_MUTEX;
 	case CPROF_HTTP_BLOCK: case CPROF_HTTP_DELTA_BLOCK:
 		return CPROF_KIND_BLOCK;
+	case CPROF_HTTP_THREADS:
+		return CPROF_KIND_THREADS;
 	default:
 		return CPROF_KIND_COUNT;
 	}
@@ -374,6 +376,7 @@ static const struct {
 	{ "profile", CPROF_KIND_COUNT,
 	  "CPU profile. You can specify the duration in the seconds GET parameter. After you "
 	  "get the profile file, use the go tool pprof command to investigate the profile." },
+	{ "threads", CPROF_KIND_THREADS, "Stack traces of all current threads" },
 };
 
 /* Go's index page, with the profiles libcprof has (counts: stacks with a

@@ -25,35 +25,44 @@ static void on_thread_exit(void *value)
 {
 	(void)value;
 	cprof_cpu_thread_exit();
+	cprof_threads_thread_exit();
 	cprof_unwind_thread_exit();
 }
 
-static void thread_started(void)
-{
-	if (thread_key_ok)
-		pthread_setspecific(thread_key, (void *)1);
-	cprof_unwind_thread_start(false);
-	cprof_cpu_thread_start();
-}
+#define CREATED_BY_DEPTH 8
 
 typedef struct thread_start {
 	void *(*fn)(void *);
 	void *arg;
 	uint32_t labels; /* the creator's: a thread inherits them, as goroutines do */
 	bool sigmask_view; /* the creator's view of the hidden signal (sigmask.c) */
+	unsigned ncreated; /* threads profile: where pthread_create was called */
+	uintptr_t created[CREATED_BY_DEPTH];
 } thread_start_t;
+
+static void thread_started(const thread_start_t *start)
+{
+	if (thread_key_ok)
+		pthread_setspecific(thread_key, (void *)1);
+	cprof_unwind_thread_start(false);
+	cprof_threads_thread_start(start->created, start->ncreated);
+	cprof_cpu_thread_start();
+}
 
 static void *thread_trampoline(void *p)
 {
-	thread_start_t start = *(thread_start_t *)p;
+	thread_start_t *start = p;
+	void *(*fn)(void *) = start->fn;
+	void *arg = start->arg;
 	cprof_thread.busy++;
+	cprof_thread.labels = start->labels;
+	thread_started(start);
+	cprof_sigmask_thread_start(start->sigmask_view);
 	free(p);
-	cprof_thread.labels = start.labels;
-	thread_started();
-	cprof_sigmask_thread_start(start.sigmask_view);
 	cprof_thread.busy--;
-	/* A tail call: the trampoline leaves no frame in the thread's stacks. */
-	return start.fn(start.arg);
+	/* A tail call: the trampoline leaves no frame in the thread's stacks
+	 * (nothing of its frame may outlive this line: only scalars). */
+	return fn(arg);
 }
 
 CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
@@ -72,6 +81,7 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 	start->arg = arg;
 	start->labels = cprof_thread.labels;
 	start->sigmask_view = cprof_sigmask_view();
+	start->ncreated = cprof_threads_creator(start->created, CREATED_BY_DEPTH);
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
 		free(start);

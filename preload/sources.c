@@ -29,6 +29,15 @@ WEAK int cprof_mutex_start(void);
 WEAK void cprof_mutex_atfork_child(void);
 WEAK int cprof_block_start(void);
 WEAK void cprof_block_atfork_child(void);
+WEAK int cprof_threads_start(void);
+WEAK void cprof_threads_atfork_child(void);
+WEAK int cprof_threads_collect(void);
+WEAK void cprof_threads_foreach(cprof_entry_fn fn, void *ctx);
+WEAK unsigned cprof_threads_labels(const cprof_stack_t *s, cprof_sample_label_t *out,
+				   unsigned max);
+WEAK bool cprof_threads_any(void);
+WEAK void cprof_threads_comment(char *out, size_t cap);
+WEAK int cprof_threads_text(cprof_symbolizer_t *sym, int debug, FILE *f);
 
 static void cpu_comment(char *out, size_t cap)
 {
@@ -102,7 +111,37 @@ const cprof_source_t cprof_sources[CPROF_KIND_COUNT] = {
 		.start = cprof_block_start,
 		.atfork_child = cprof_block_atfork_child,
 	},
+	/* A snapshot at each dump, not a counter since the start (threads.c). */
+	[CPROF_KIND_THREADS] = {
+		.name = "threads",
+		.nvalues = 1,
+		.types = { { "threads", "count" } },
+		.period_type = { "threads", "count" },
+		.default_type = "threads",
+		.comment = cprof_threads_comment,
+		.start = cprof_threads_start,
+		.atfork_child = cprof_threads_atfork_child,
+		.collect = cprof_threads_collect,
+		.foreach = cprof_threads_foreach,
+		.labels = cprof_threads_labels,
+		.any = cprof_threads_any,
+		.text = cprof_threads_text,
+	},
 };
+
+void cprof_threads_duration(int64_t ns, char *out, size_t cap)
+{
+	/* As Go's goroutine dump says how long one has waited. */
+	int64_t s = ns / 1000000000;
+	if (ns < 1000000000)
+		snprintf(out, cap, "%lld ms", (long long)(ns / 1000000));
+	else if (s < 120)
+		snprintf(out, cap, "%lld seconds", (long long)s);
+	else if (s < 7200)
+		snprintf(out, cap, "%lld minutes", (long long)(s / 60));
+	else
+		snprintf(out, cap, "%lld hours", (long long)(s / 3600));
+}
 
 void cprof_source_foreach(cprof_kind_t kind, void (*fn)(const cprof_stack_t *s, void *ctx),
 			  void *ctx)
