@@ -813,7 +813,9 @@ int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t n
 		p.function = b.functions;
 		p.n_string_table = b.nstrings;
 		p.string_table = b.strings;
-		p.time_nanos = b.base ? b.base->wall_ns : cprof_start_wall_ns;
+		/* A snapshot kind is of one moment: now, no duration. */
+		p.time_nanos = b.base ? b.base->wall_ns
+				      : b.format->collect ? now_wall_ns : cprof_start_wall_ns;
 		p.duration_nanos = now_wall_ns - p.time_nanos;
 		p.n_comment = 1;
 		p.comment = &comment_id;

@@ -527,7 +527,8 @@ static void unsignalled_stack(task_t *t, const in_syscall_t *c, void *copy, int 
 		in_syscall_t again;
 		if (n && read_syscall(t->tid, &again) && again.nr == c->nr && again.sp == c->sp &&
 		    again.pc == c->pc) {
-			t->frames[0] = c->pc; /* exact */
+			if (t->frames[0] == c->pc - 1)
+				t->frames[0] = c->pc; /* the leaf is exact */
 			t->depth = n;
 		}
 	}

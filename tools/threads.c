@@ -64,8 +64,8 @@ static void duration(int64_t ns, char *out, size_t cap)
 		snprintf(out, cap, "%" PRId64 " hours", s / 3600);
 }
 
-/* The innermost function of location `id` (its last inlined line is the
- * outermost, the one the summary names), or NULL. */
+/* The innermost function of location `id` (or, with `outermost`, the
+ * function it is inlined into), or NULL. */
 static const char *location_name(const profile_t *p, uint64_t id, bool outermost)
 {
 	const Perftools__Profiles__Location *loc = cprof_profile_location(p, id);
@@ -152,9 +152,9 @@ int command_threads(int argc, char **argv)
 			}
 		}
 		size_t first = wait && created > 1 ? 1 : 0;
-		const char *at = first < created ? location_name(p, s->location_id[first], true) : NULL;
+		const char *at = first < created ? location_name(p, s->location_id[first], false) : NULL;
 		const char *by = created + 1 < s->n_location_id
-					 ? location_name(p, s->location_id[created + 1], true)
+					 ? location_name(p, s->location_id[created + 1], false)
 					 : NULL;
 		printf("\n%" PRId64 " thread%s [%s%s%s] %s \"", count, count == 1 ? "" : "s",
 		       wait ? wait : state ? state : "?", how_long[0] ? ", " : "", how_long,

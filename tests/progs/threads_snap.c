@@ -12,6 +12,10 @@
  *                    ended early) prints a line and exits 1
  *   many N           N threads, half blocked in read on a pipe, half in a
  *                    raw futex wait; one dump
+ *   churn            threads that end while snapshots run: 4 makers each
+ *                    start and join short threads (each spins ~50 us) for
+ *                    1.5 s while the main thread dumps every 10 ms;
+ *                    prints "made N threads, D dumps" on stdout
  *   unreachable      one thread spinning in an SA_ONSTACK signal handler
  *                    (the shim's signal is held blocked there), one made
  *                    with raw clone; one dump, timed
@@ -297,6 +301,54 @@ static int many(int n)
 	return 0;
 }
 
+/* ---- churn ---------------------------------------------------------------- */
+
+static volatile int churn_stop;
+static _Atomic long churn_made;
+
+static void *short_life(void *arg)
+{
+	(void)arg;
+	double t0 = now_s();
+	while (now_s() - t0 < 50e-6)
+		;
+	return NULL;
+}
+
+static void *maker(void *arg)
+{
+	(void)arg;
+	while (!churn_stop) {
+		pthread_t t[4];
+		for (int i = 0; i < 4; i++)
+			if (pthread_create(&t[i], NULL, short_life, NULL) != 0)
+				abort();
+		for (int i = 0; i < 4; i++)
+			pthread_join(t[i], NULL);
+		churn_made += 4;
+	}
+	return NULL;
+}
+
+static int churn(void)
+{
+	pthread_t m[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&m[i], NULL, maker, NULL);
+	int dumps = 0;
+	double t0 = now_s();
+	while (now_s() - t0 < 1.5) {
+		if (cprof_dump_now() == 0)
+			dumps++;
+		sleep_ms(10);
+	}
+	churn_stop = 1;
+	for (int i = 0; i < 4; i++)
+		pthread_join(m[i], NULL);
+	printf("made %ld threads, %d dumps\n", (long)churn_made, dumps);
+	return 0;
+}
+
 /* ---- unreachable --------------------------------------------------------- */
 
 static volatile int in_handler;
@@ -364,6 +416,8 @@ int main(int argc, char **argv)
 		return eintr();
 	if (strcmp(mode, "many") == 0)
 		return many(argc > 2 ? atoi(argv[2]) : 2000);
+	if (strcmp(mode, "churn") == 0)
+		return churn();
 	if (strcmp(mode, "unreachable") == 0)
 		return unreachable();
 	fprintf(stderr, "usage: threads_snap leak|deadlock|eintr|many N|unreachable\n");
