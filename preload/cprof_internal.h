@@ -363,6 +363,9 @@ void cprof_threads_duration(int64_t ns, char *out, size_t cap);
 /* cpu.c: the hidden signal for snapshots, taken now if the CPU profile
  * did not; the signal, or 0. */
 int cprof_cpu_snapshot_signal(void);
+/* cpu.c: every thread's CPU timer is armed now (per-thread timers, not on
+ * demand or in a window): a running thread's next expiry can answer. */
+bool cprof_cpu_timers_running(void);
 
 /* ---- signals (signals.c) -------------------------------------------- */
 

@@ -191,6 +191,7 @@ CPROF_SIGSAFE static void on_cpu_timer(int sig, siginfo_t *info, void *ucontext)
 			tail.counted += periods;
 			if (s)
 				tail.last = s;
+			cprof_threads_on_signal(ucontext); /* a snapshot may wait for it */
 		}
 		else if (use_itimer && info->si_code == SI_KERNEL)
 			record_sample(ucontext, 1);
@@ -396,6 +397,12 @@ int cprof_cpu_start(void)
 		cprof_cpu_thread_start();
 	}
 	return 0;
+}
+
+bool cprof_cpu_timers_running(void)
+{
+	return atomic_load(&cpu_active) && !use_itimer &&
+	       (!on_demand || atomic_load(&demand) > 0);
 }
 
 int cprof_cpu_snapshot_signal(void)

@@ -16,12 +16,19 @@
  *      the stack is right and the thread was never disturbed. Labels
  *      `wait` (the call) and `wait_ns`.
  *  (b) otherwise /proc/self/task/TID/syscall says where it is. Running,
- *      or blocked in a call the kernel restarts transparently after an
- *      SA_RESTART handler (futex without a timeout, read/write on a pipe,
- *      wait4, waitid, flock): it is sent the hidden signal (the CPU
- *      timer's, which the program can neither block nor see; this profile
- *      takes it when the CPU profile is off), whose handler captures its
- *      stack into its record as a CPU sample would. Anything else (poll,
+ *      with the CPU profile's per-thread timers running: its own next
+ *      expiry answers (the handler sees the record asked), which comes
+ *      only while it runs, never as it goes to sleep; after TIMER_WAIT_NS
+ *      without one it is examined again (it went to sleep: in a wrapper,
+ *      a restartable call, or not). Blocked in a call the kernel restarts
+ *      transparently after an SA_RESTART handler (futex without a
+ *      timeout, read/write on a pipe, wait4, waitid, flock), or running
+ *      with no timer: it is sent the hidden signal (the CPU timer's,
+ *      which the program can neither block nor see; this profile takes
+ *      it when the CPU profile is off), whose handler captures its stack
+ *      into its record as a CPU sample would (a running thread that
+ *      enters an EINTR-prone call in the microseconds before it lands
+ *      sees EINTR: why the profile is off by default). Anything else (poll,
  *      epoll_wait, select, nanosleep, a futex with a timeout such as
  *      sem_timedwait's, a raw syscall(SYS_ppoll) ...) would return EINTR:
  *      never signalled, it is counted with its state, the system call as
@@ -71,6 +78,7 @@
 #define THREAD_RECORDS 8192
 #define CREATED_DEPTH 8
 #define ANSWER_WAIT_NS 100000000LL /* all signalled threads together */
+#define TIMER_WAIT_NS 50000000LL   /* of which for running threads' CPU timers */
 #define STACK_COPY (32 * 1024)     /* bytes of a published thread's stack copied */
 #define SHIM_THREADS 8
 
@@ -364,7 +372,7 @@ static bool restarts_transparently(int tid, const in_syscall_t *c)
 
 /* ---- the snapshot --------------------------------------------------------- */
 
-enum { HOW_PUBLISHED, HOW_SIGNALLED, HOW_UNSIGNALLED, HOW_NO_RECORD, HOW_GONE };
+enum { HOW_PUBLISHED, HOW_SIGNALLED, HOW_TIMER, HOW_UNSIGNALLED, HOW_NO_RECORD, HOW_GONE };
 
 typedef struct task {
 	int tid;
@@ -456,17 +464,20 @@ static int *list_tasks(size_t *count)
 	return tids;
 }
 
-/* A thread's labels from its own memory, through the kernel (the thread
- * may be gone: an error, not a fault). */
+/* A thread's cprof_thread from its own memory, through the kernel (the
+ * thread may be gone: an error, not a fault). */
+static bool read_tls(const thread_record_t *r, cprof_thread_t *t)
+{
+	struct iovec local = { t, sizeof *t };
+	struct iovec remote = { (void *)r->tls, sizeof *t };
+	return r->tls && syscall(SYS_process_vm_readv, (long)getpid(), &local, 1L, &remote, 1L,
+				 0L) == (long)sizeof *t;
+}
+
 static uint32_t labels_of(const thread_record_t *r)
 {
 	cprof_thread_t t;
-	struct iovec local = { &t, sizeof t };
-	struct iovec remote = { (void *)r->tls, sizeof t };
-	if (!r->tls || syscall(SYS_process_vm_readv, (long)getpid(), &local, 1L, &remote, 1L, 0L) !=
-			       (long)sizeof t)
-		return 0;
-	return t.labels;
+	return read_tls(r, &t) ? t.labels : 0;
 }
 
 /* Unwinds from regs over a copy of [regs[1], ...) of the thread's stack. */
@@ -617,6 +628,60 @@ static int group_tasks(task_t *tasks, size_t n)
 	return 0;
 }
 
+typedef struct examine {
+	void *copy;
+	int max, pid, sig;
+	uint32_t gen;
+	bool timers; /* running threads may be left to their CPU timer */
+} examine_t;
+
+/* How to have t's stack, its stat read: 1 when an answer is awaited. */
+static int examine(task_t *t, const examine_t *ex)
+{
+	t->wait = NULL;
+	t->wait_ns = -1;
+	if (t->rec && try_published(t, ex->copy, ex->max))
+		return 0;
+	if (!t->rec || t->state == 'Z' || t->state == 'X') {
+		t->how = HOW_NO_RECORD;
+		t->frames[0] = CPROF_FRAME_NO_STACK;
+		t->depth = 1;
+		return 0;
+	}
+	in_syscall_t c;
+	bool known = read_syscall(t->tid, &c);
+	if (known && !c.running && c.nr >= 0)
+		t->wait = syscall_name(c.nr, t->wait_buf, sizeof t->wait_buf);
+	bool stopped = t->state == 'T' || t->state == 't';
+	cprof_thread_t tls;
+	if (known && c.running && !stopped && ex->timers && read_tls(t->rec, &tls) &&
+	    tls.timer_slot >= 0) {
+		/* Running, with a CPU timer armed: its next expiry answers,
+		 * a signal the CPU profile sends anyway, and only while the
+		 * thread runs (not one that would land as it goes to sleep). */
+		atomic_store_explicit(&t->rec->asked, ex->gen, memory_order_release);
+		t->how = HOW_TIMER;
+		t->depth = 0;
+		return 1;
+	}
+	bool signal = known && !stopped && (c.running || restarts_transparently(t->tid, &c)) &&
+		      ex->sig > 0;
+	if (!signal) {
+		t->how = HOW_UNSIGNALLED;
+		t->labels = labels_of(t->rec);
+		unsignalled_stack(t, &c, ex->copy, ex->max);
+		return 0;
+	}
+	atomic_store_explicit(&t->rec->asked, ex->gen, memory_order_release);
+	if (syscall(SYS_tgkill, ex->pid, t->tid, ex->sig) != 0) {
+		t->how = HOW_GONE; /* ESRCH: it ended */
+		return 0;
+	}
+	t->how = HOW_SIGNALLED;
+	t->depth = 0;
+	return 1;
+}
+
 static int snapshot(void)
 {
 	size_t ntids = 0;
@@ -648,6 +713,7 @@ static int snapshot(void)
 				break;
 			}
 	}
+	examine_t ex = { copy, max, pid, sig, gen, cprof_cpu_timers_running() };
 	size_t pending = 0;
 	for (size_t i = 0; !err && i < ntids; i++) {
 		task_t *t = &tasks[i];
@@ -655,44 +721,17 @@ static int snapshot(void)
 			t->how = HOW_GONE;
 			continue;
 		}
-		if (t->rec && try_published(t, copy, max))
-			continue;
-		if (!t->rec || t->state == 'Z' || t->state == 'X') {
-			t->how = HOW_NO_RECORD;
-			t->frames[0] = CPROF_FRAME_NO_STACK;
-			t->depth = 1;
-			continue;
-		}
-		in_syscall_t c;
-		bool known = read_syscall(t->tid, &c);
-		bool signal = known && t->state != 'T' && t->state != 't' &&
-			      (c.running || restarts_transparently(t->tid, &c)) && sig > 0;
-		if (!signal) {
-			t->how = HOW_UNSIGNALLED;
-			if (known && !c.running && c.nr >= 0)
-				t->wait = syscall_name(c.nr, t->wait_buf, sizeof t->wait_buf);
-			t->labels = labels_of(t->rec);
-			unsignalled_stack(t, &c, copy, max);
-			continue;
-		}
-		atomic_store_explicit(&t->rec->asked, gen, memory_order_release);
-		if (syscall(SYS_tgkill, pid, t->tid, sig) != 0) {
-			t->how = HOW_GONE; /* ESRCH: it ended */
-			continue;
-		}
-		t->how = HOW_SIGNALLED;
-		if (known && !c.running && c.nr >= 0)
-			t->wait = syscall_name(c.nr, t->wait_buf, sizeof t->wait_buf);
-		t->depth = 0;
-		pending++;
+		pending += examine(t, &ex);
 	}
-	/* The answers, at most ANSWER_WAIT_NS for all of them. */
-	int64_t deadline = cprof_now_ns(CLOCK_MONOTONIC) + ANSWER_WAIT_NS;
+	/* The answers, at most ANSWER_WAIT_NS for all of them; threads left to
+	 * their CPU timer are examined again after TIMER_WAIT_NS. */
+	int64_t start = cprof_now_ns(CLOCK_MONOTONIC);
+	bool examined_again = !ex.timers;
 	while (pending) {
 		uint32_t seen = atomic_load(&answers);
 		for (size_t i = 0; i < ntids; i++) {
 			task_t *t = &tasks[i];
-			if (t->how != HOW_SIGNALLED || t->depth)
+			if ((t->how != HOW_SIGNALLED && t->how != HOW_TIMER) || t->depth)
 				continue;
 			thread_record_t *r = t->rec;
 			if (atomic_load_explicit(&r->answered, memory_order_acquire) == gen) {
@@ -710,7 +749,25 @@ static int snapshot(void)
 				pending--;
 			}
 		}
-		int64_t left = deadline - cprof_now_ns(CLOCK_MONOTONIC);
+		int64_t now = cprof_now_ns(CLOCK_MONOTONIC);
+		if (pending && !examined_again && now - start >= TIMER_WAIT_NS) {
+			/* No expiry came: the thread ran too little, or went to
+			 * sleep. Where is it now? */
+			examined_again = true;
+			ex.timers = false;
+			for (size_t i = 0; i < ntids; i++) {
+				task_t *t = &tasks[i];
+				if (t->how != HOW_TIMER || t->depth)
+					continue;
+				pending--;
+				if (!read_stat(t->tid, &t->state, t->comm))
+					t->how = HOW_GONE;
+				else
+					pending += examine(t, &ex);
+			}
+			continue;
+		}
+		int64_t left = start + (examined_again ? ANSWER_WAIT_NS : TIMER_WAIT_NS) - now;
 		if (!pending || left <= 0)
 			break;
 		struct timespec ts = { left / 1000000000, left % 1000000000 };
@@ -718,7 +775,7 @@ static int snapshot(void)
 	}
 	for (size_t i = 0; i < ntids; i++) {
 		task_t *t = &tasks[i];
-		if (t->how == HOW_SIGNALLED && !t->depth) {
+		if ((t->how == HOW_SIGNALLED || t->how == HOW_TIMER) && !t->depth) {
 			t->frames[0] = CPROF_FRAME_NOT_REACHED;
 			t->depth = 1;
 			t->labels = labels_of(t->rec);

@@ -16,6 +16,10 @@
  *                    start and join short threads (each spins ~50 us) for
  *                    1.5 s while the main thread dumps every 10 ms;
  *                    prints "made N threads, D dumps" on stdout
+ *   pollloop         8 threads in a loop of 3 us of work and a 100 us ppoll
+ *                    (when seen running, about to poll again) for 3 s while the main
+ *                    thread dumps every 5 ms; an EINTR prints a line and
+ *                    exits 1
  *   unreachable      one thread spinning in an SA_ONSTACK signal handler
  *                    (the shim's signal is held blocked there), one made
  *                    with raw clone; one dump, timed
@@ -349,6 +353,49 @@ static int churn(void)
 	return 0;
 }
 
+/* ---- pollloop -------------------------------------------------------------- */
+
+static volatile int loop_stop;
+static _Atomic int loop_eintr;
+static _Atomic long loop_polls;
+
+static void *poll_loop(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "pollloop");
+	struct pollfd p = { pipe_fds[0], POLLIN, 0 };
+	struct timespec ts = { 0, 100000 };
+	while (!loop_stop) {
+		double t0 = now_s();
+		while (now_s() - t0 < 3e-6)
+			;
+		int rc = ppoll(&p, 1, &ts, NULL);
+		if (rc < 0 && errno == EINTR)
+			loop_eintr++;
+		loop_polls++;
+	}
+	return NULL;
+}
+
+static int pollloop(void)
+{
+	pthread_t t[8];
+	for (int i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, poll_loop, NULL);
+	int dumps = 0;
+	double t0 = now_s();
+	while (now_s() - t0 < 3.0) {
+		if (cprof_dump_now() == 0)
+			dumps++;
+		sleep_ms(5);
+	}
+	loop_stop = 1;
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	printf("%ld polls, %d dumps, %d EINTR\n", (long)loop_polls, dumps, (int)loop_eintr);
+	return loop_eintr ? 1 : 0;
+}
+
 /* ---- unreachable --------------------------------------------------------- */
 
 static volatile int in_handler;
@@ -416,6 +463,8 @@ int main(int argc, char **argv)
 		return eintr();
 	if (strcmp(mode, "many") == 0)
 		return many(argc > 2 ? atoi(argv[2]) : 2000);
+	if (strcmp(mode, "pollloop") == 0)
+		return pollloop();
 	if (strcmp(mode, "churn") == 0)
 		return churn();
 	if (strcmp(mode, "unreachable") == 0)
