@@ -36,11 +36,12 @@ LIBS := -lunwind -lprotobuf-c -lz -ldl -lpthread
 # The parts every profile kind shares, linked into the shim, the tests and
 # (the writer/reader half) the cprof tool.
 CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
-	preload/symbolize.c preload/pprof.c preload/clock.c preload/labels.c preload/http_route.c
+	preload/symbolize.c preload/pprof.c preload/clock.c preload/labels.c preload/http_route.c \
+	preload/sources.c
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
 	preload/dump.c preload/heap.c preload/mutex.c preload/block.c \
-	preload/sigmask.c preload/exec.c preload/http.c
+	preload/sigmask.c preload/exec.c preload/http.c preload/threads.c
 PROTO_C := $(GEN)/profile.pb-c.c
 PROTO_H := $(GEN)/profile.pb-c.h
 
@@ -53,7 +54,8 @@ TOOL := tools/cprof
 # The reading, merging and diff maths the tool's commands and the unit tests share.
 TOOL_LIB_SRC := tools/profile_read.c tools/profile_merge.c tools/profile_set.c
 TOOL_LIB_H := tools/profile_read.h tools/profile_merge.h
-TOOL_SRC := tools/cprof.c tools/run.c tools/diff.c tools/merge.c tools/flame.c $(TOOL_LIB_SRC)
+TOOL_SRC := tools/cprof.c tools/run.c tools/diff.c tools/merge.c tools/flame.c tools/threads.c \
+	$(TOOL_LIB_SRC)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

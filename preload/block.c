@@ -53,6 +53,8 @@
 int cprof_block_on;
 int cprof_mutex_on;
 int cprof_locks_on;
+int cprof_threads_on;
+int cprof_waits_timed;
 
 /* ---- random numbers --------------------------------------------------- */
 
@@ -124,7 +126,7 @@ CPROF_SIGSAFE void cprof_block_add(const uintptr_t *pcs, int depth, int64_t coun
 CPROF_SIGSAFE void cprof_block_wait(uintptr_t leaf, int64_t delay)
 {
 	int64_t count_milli, value;
-	if (!cprof_block_keep(delay, &count_milli, &value))
+	if (!cprof_block_on || !cprof_block_keep(delay, &count_milli, &value))
 		return;
 	int saved_errno = errno;
 	cprof_wait_capture_t c;
@@ -146,6 +148,7 @@ int cprof_block_start(void)
 {
 	cprof_block_on = 1;
 	cprof_locks_on = 1;
+	cprof_waits_timed = 1;
 	cprof_source_register(CPROF_KIND_BLOCK, 1 /* as Go writes it */, block_values);
 	return 0;
 }
@@ -165,7 +168,9 @@ void cprof_block_atfork_child(void)
 	__attribute__((noinline)) static ret timed_##name params                     \
 	{                                                                            \
 		int64_t start = cprof_wait_now();                                    \
-		ret result = real_##name args;                                       \
+		ret result;                                                          \
+		CPROF_WAIT_PUBLISHED(result, real_##name args, (uintptr_t)cprof_self_##name, \
+				     start);                                         \
 		cprof_block_wait((uintptr_t)cprof_self_##name, cprof_wait_now() - start); \
 		return result;                                                       \
 	}
@@ -178,7 +183,7 @@ void cprof_block_atfork_child(void)
 	BLOCKING_TIMED(ret, name, params, args)                                      \
 	CPROF_EXPORT CPROF_SIGSAFE ret name params                                   \
 	{                                                                            \
-		if (!cprof_block_on || cprof_thread.busy)                             \
+		if (!cprof_waits_timed || cprof_thread.busy)                          \
 			return real_##name args;                                     \
 		return timed_##name args;                                            \
 	}
@@ -275,10 +280,12 @@ static bool fcntl_waits(int cmd)
 		va_start(ap, cmd);                                                   \
 		void *arg = va_arg(ap, void *);                                      \
 		va_end(ap);                                                          \
-		if (!cprof_block_on || cprof_thread.busy || !fcntl_waits(cmd))       \
+		if (!cprof_waits_timed || cprof_thread.busy || !fcntl_waits(cmd))    \
 			return real_##name(fd, cmd, arg);                            \
 		int64_t start = cprof_wait_now();                                    \
-		int result = real_##name(fd, cmd, arg);                              \
+		int result;                                                          \
+		CPROF_WAIT_PUBLISHED(result, real_##name(fd, cmd, arg),              \
+				     (uintptr_t)cprof_self_##name, start);           \
 		cprof_block_wait((uintptr_t)cprof_self_##name, cprof_wait_now() - start); \
 		return result;                                                       \
 	}
@@ -346,7 +353,7 @@ BLOCKING(int, waitid, (idtype_t type, id_t id, siginfo_t *info, int options),
 	{                                                                            \
 		sigset_t filtered;                                                   \
 		set = cprof_sigmask_filter(set, &filtered);                          \
-		if (!cprof_block_on || cprof_thread.busy)                             \
+		if (!cprof_waits_timed || cprof_thread.busy)                          \
 			return real_##name args;                                     \
 		return timed_##name args;                                            \
 	}
@@ -396,10 +403,12 @@ BLOCKING(int, pthread_barrier_wait, (pthread_barrier_t *b), (b))
 			return real_##name args;                                     \
 		if (cprof_mutex_on)                                                  \
 			cprof_mutex_releasing(m, (uintptr_t)cprof_self_##name);      \
-		if (!cprof_block_on)                                                 \
+		if (!cprof_waits_timed)                                              \
 			return real_##name args;                                     \
 		int64_t start = cprof_wait_now();                                    \
-		int result = real_##name args;                                       \
+		int result;                                                          \
+		CPROF_WAIT_PUBLISHED(result, real_##name args, (uintptr_t)cprof_self_##name, \
+				     start);                                         \
 		cprof_block_wait((uintptr_t)cprof_self_##name, cprof_wait_now() - start); \
 		return result;                                                       \
 	}

@@ -137,7 +137,7 @@ static void read_profiles(void)
 		}
 		if (!found && len > 0) {
 			cprof_log("CPROF_PROFILES=\"%s\" names an unknown profile (known: "
-				  "cpu,heap,mutex,block); using all", s);
+				  "cpu,heap,mutex,block,threads); using all", s);
 			return;
 		}
 		p += len;
@@ -313,7 +313,9 @@ static void read_http(void)
 
 void cprof_config_load(void)
 {
-	cprof_config.profiles = (1u << CPROF_KIND_COUNT) - 1;
+	/* Every kind but threads: a snapshot signals running threads at
+	 * each dump (README, "The threads profile"), so it is asked for. */
+	cprof_config.profiles = ((1u << CPROF_KIND_COUNT) - 1) & ~(1u << CPROF_KIND_THREADS);
 	cprof_config.cpu_hz = 100;
 	cprof_config.max_depth = 64;
 	cprof_config.dump_signal = SIGUSR2;

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #define CPROF_SIGSAFE /* reachable from a signal handler or malloc */
@@ -29,6 +30,7 @@ typedef enum cprof_kind {
 	CPROF_KIND_HEAP = 1,
 	CPROF_KIND_MUTEX = 2,
 	CPROF_KIND_BLOCK = 3,
+	CPROF_KIND_THREADS = 4,
 	CPROF_KIND_COUNT
 } cprof_kind_t;
 
@@ -132,6 +134,7 @@ typedef struct cprof_thread {
 	uint32_t labels; /* the thread's label set (labels.c), 0 none */
 	int private_files; /* the dumper: its descriptor table is its own */
 	pid_t tid;       /* gettid(), set where the thread starts; 0 unknown */
+	struct cprof_wait_record *wait; /* threads profile: this thread's record (wait.h) */
 } cprof_thread_t;
 
 extern __thread cprof_thread_t cprof_thread
@@ -229,6 +232,17 @@ void cprof_unwind_atfork_child(void);
 /* Threads holding a libunwind trace cache now (<= CPROF_UNWIND_CACHES). */
 unsigned cprof_unwind_cached_threads(void);
 
+/* The calling thread's stack bounds as cprof_unwind_thread_start found
+ * them (0, 0: not known). */
+void cprof_unwind_stack_bounds(uintptr_t *lo, uintptr_t *hi);
+/* Another thread's stack, leaf first, from the registers it published
+ * (wait.h: rip rsp rbp rbx r12-r15), over `copy`: copy_len bytes of its
+ * stack copied from regs[1] up. Reads in that thread's stack
+ * [stack_lo, stack_hi) come from the copy or through the kernel, never
+ * by dereference. Dump path. The depth; 0 when rsp is not in bounds. */
+int cprof_unwind_remote(const uintptr_t regs[8], uintptr_t stack_lo, uintptr_t stack_hi,
+			const void *copy, size_t copy_len, uintptr_t *pcs, int max);
+
 /* Prepares the unwinder (caching policy, first unwind) before sampling. */
 void cprof_unwind_init(void);
 /* Forgets cached unwind rules (after dlclose: a new library may reuse the
@@ -259,6 +273,10 @@ enum {
 	CPROF_FRAME_NOUNWIND = 3,   /* not unwound: unsafe at that moment */
 	CPROF_FRAME_NOROOM = 4,     /* not unwound: too little stack left */
 	CPROF_FRAME_TAIL = 5,       /* CPU time no timer expiry was signalled for */
+	CPROF_FRAME_NOT_REACHED = 6, /* threads: a thread that did not answer, or not asked */
+	CPROF_FRAME_CREATED_BY = 7, /* threads: the creator's frames follow */
+	CPROF_FRAME_NO_STACK = 8,   /* threads: not a pthread of ours (raw clone) */
+	CPROF_FRAME_LAST = 8,
 	CPROF_FRAME_PSEUDO_MAX = 4096
 };
 
@@ -334,6 +352,27 @@ int cprof_mutex_start(void);
 void cprof_mutex_atfork_child(void);
 int cprof_block_start(void);
 void cprof_block_atfork_child(void);
+
+/* threads.c: the threads profile (snapshots at dumps). */
+int cprof_threads_start(void);
+void cprof_threads_atfork_child(void);
+/* On a new thread (trampoline): its record, with its creator's stack. */
+void cprof_threads_thread_start(const uintptr_t *created, unsigned ncreated);
+void cprof_threads_thread_exit(void);
+/* The creator's stack for created_by (pthread_create); 0 when off. */
+unsigned cprof_threads_creator(uintptr_t *pcs, unsigned max);
+/* A thread of the shim's (dumper, endpoint): never in a snapshot. */
+void cprof_threads_shim_thread(void);
+/* The hidden signal sent by tgkill (si_code SI_TKILL): a snapshot asks. */
+CPROF_SIGSAFE void cprof_threads_on_signal(void *ucontext);
+/* "47 minutes": how long a wait is, as Go's goroutine dump says it. */
+void cprof_threads_duration(int64_t ns, char *out, size_t cap);
+/* cpu.c: the hidden signal for snapshots, taken now if the CPU profile
+ * did not; the signal, or 0. */
+int cprof_cpu_snapshot_signal(void);
+/* cpu.c: every thread's CPU timer is armed now (per-thread timers, not on
+ * demand or in a window): a running thread's next expiry can answer. */
+bool cprof_cpu_timers_running(void);
 
 /* ---- signals (signals.c) -------------------------------------------- */
 
@@ -419,6 +458,50 @@ unsigned cprof_symbolizer_mappings(cprof_symbolizer_t *s, const cprof_mapping_t 
  * are); and the period each kind reports. Set through
  * cprof_source_register. */
 typedef void (*cprof_values_fn)(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX]);
+
+/* ---- the registry of kinds (sources.c) -------------------------------- */
+
+/* A label a source adds to one sample beyond the thread's label set:
+ * a string (str) or a number (num, unit). */
+typedef struct cprof_sample_label {
+	const char *key;
+	const char *str;  /* NULL: numeric */
+	int64_t num;
+	const char *unit;
+} cprof_sample_label_t;
+
+typedef void (*cprof_entry_fn)(const cprof_stack_t *s, void *ctx);
+
+/* One row per kind. Format fields are read by pprof.c; the hooks are the
+ * shim's (NULL in the tools and unit tests, and where a kind has none). */
+typedef struct cprof_source {
+	const char *name;                       /* "cpu": files, CPROF_PROFILES */
+	unsigned nvalues;
+	const char *types[CPROF_VALUES_MAX][2]; /* {type, unit} */
+	const char *period_type[2];
+	const char *default_type;
+	const char *tag_label[2];               /* {key, unit} for the tag, or NULL */
+	void (*comment)(char *out, size_t cap); /* the settings behind the numbers */
+	int (*start)(void);                     /* constructor, when enabled */
+	void (*stop)(void);                     /* the process ends */
+	void (*atfork_child)(void);             /* every forked child */
+	/* A snapshot kind: collect takes the snapshot (dump path, before a
+	 * build or a count), foreach walks its entries (NULL: the stack
+	 * table's), labels adds per-sample labels, any says whether the final
+	 * dump writes it, text is its debug=1/2 form. */
+	int (*collect)(void);
+	void (*foreach)(cprof_entry_fn fn, void *ctx);
+	unsigned (*labels)(const cprof_stack_t *s, cprof_sample_label_t *out, unsigned max);
+	bool (*any)(void);
+	int (*text)(cprof_symbolizer_t *sym, int debug, FILE *f);
+} cprof_source_t;
+
+extern const cprof_source_t cprof_sources[CPROF_KIND_COUNT];
+
+/* The kind's entries: its own foreach, else the stack table's. */
+void cprof_source_foreach(cprof_kind_t kind, cprof_entry_fn fn, void *ctx);
+/* Whether the final dump writes the kind (it recorded something). */
+bool cprof_source_any(cprof_kind_t kind);
 extern cprof_values_fn cprof_pprof_values[CPROF_KIND_COUNT];
 extern int64_t cprof_pprof_period[CPROF_KIND_COUNT];
 
@@ -453,7 +536,8 @@ int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t n
 /* debug=1: Go's legacy text form of the heap, mutex or block profile now
  * ("heap profile: ..." or "--- mutex:"), symbolized in # lines. 0 and a
  * malloc'd text, or -errno. */
-int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, size_t *out_len);
+int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, int debug, char **out,
+		     size_t *out_len);
 
 /* Entries of `kind` with a non-zero value now (the index page's counts). */
 size_t cprof_pprof_count(cprof_kind_t kind);

@@ -197,7 +197,10 @@ CPROF_SIGSAFE static void on_cpu_timer(int sig, siginfo_t *info, void *ucontext)
 	int saved_errno = errno;
 	(void)sig;
 
-	if (atomic_load_explicit(&cpu_active, memory_order_relaxed)) {
+	if (info->si_code == SI_TKILL) {
+		/* A threads snapshot asks for this thread's stack. */
+		cprof_threads_on_signal(ucontext);
+	} else if (atomic_load_explicit(&cpu_active, memory_order_relaxed)) {
 		/* Only our timers: the signal sent by kill() is not CPU time. */
 		if (info->si_code == SI_TIMER && !tail.settling) {
 			int64_t periods = 1 + (info->si_overrun > 0 ? info->si_overrun : 0);
@@ -205,6 +208,7 @@ CPROF_SIGSAFE static void on_cpu_timer(int sig, siginfo_t *info, void *ucontext)
 			tail.counted += periods;
 			if (s)
 				tail.last = s;
+			cprof_threads_on_signal(ucontext); /* a snapshot may wait for it */
 		}
 		else if (use_itimer && info->si_code == SI_KERNEL)
 			record_sample(ucontext, 1);
@@ -414,6 +418,26 @@ int cprof_cpu_start(void)
 		cprof_cpu_thread_start();
 	}
 	return 0;
+}
+
+bool cprof_cpu_timers_running(void)
+{
+	return atomic_load(&cpu_active) && !use_itimer &&
+	       (!on_demand || atomic_load(&demand) > 0);
+}
+
+int cprof_cpu_snapshot_signal(void)
+{
+	if (cprof_cpu_signal)
+		return cprof_cpu_signal;
+	/* The CPU profile is off: the handler is installed for the snapshots
+	 * alone (cpu_active stays 0), and the signal hidden the same way. */
+	cprof_cpu_signal = SIGRTMAX - 4;
+	if (cprof_signal_take(cprof_cpu_signal, on_cpu_timer) < 0) {
+		cprof_cpu_signal = 0;
+		return 0;
+	}
+	return cprof_cpu_signal;
 }
 
 void cprof_cpu_stop(void)

@@ -257,7 +257,7 @@ int cprof_dump_write(const char *why, bool final)
 
 	unsigned kinds = atomic_load(&cprof_dump_kinds);
 	for (int k = 0; final && k < CPROF_KIND_COUNT; k++)
-		if ((kinds & (1u << k)) && !cprof_stacks_any((cprof_kind_t)k))
+		if ((kinds & (1u << k)) && !cprof_source_any((cprof_kind_t)k))
 			kinds &= ~(1u << k);
 	int err = kinds ? make_dirs(cprof_config.out_dir) : 0;
 	if (err < 0) {
@@ -550,6 +550,13 @@ static void *dumper_main(void *arg)
 	return NULL;
 }
 
+/* A shim thread's first act: it is never in a threads snapshot. */
+static void *shim_thread_main(void *fn)
+{
+	cprof_threads_shim_thread();
+	return ((void *(*)(void *))fn)(NULL);
+}
+
 int cprof_thread_start_detached(void *(*fn)(void *))
 {
 	sigset_t all, old;
@@ -559,7 +566,7 @@ int cprof_thread_start_detached(void *(*fn)(void *))
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	int err = real_pthread_create(&thread, &attr, fn, NULL);
+	int err = real_pthread_create(&thread, &attr, shim_thread_main, (void *)fn);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return err;

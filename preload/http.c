@@ -233,6 +233,8 @@ static cprof_kind_t route_kind(cprof_http_route_t route)
 		return CPROF_KIND_MUTEX;
 	case CPROF_HTTP_BLOCK: case CPROF_HTTP_DELTA_BLOCK:
 		return CPROF_KIND_BLOCK;
+	case CPROF_HTTP_THREADS:
+		return CPROF_KIND_THREADS;
 	default:
 		return CPROF_KIND_COUNT;
 	}
@@ -302,7 +304,8 @@ static enum MHD_Result serve_text(request_t *r)
 	char *text = NULL;
 	size_t len = 0;
 	cprof_symbolizer_t *sym = cprof_symbolizer_new();
-	int err = sym ? cprof_pprof_text(route_kind(r->decision.route), sym, &text, &len) : -ENOMEM;
+	int err = sym ? cprof_pprof_text(route_kind(r->decision.route), sym, r->decision.debug, &text,
+					   &len) : -ENOMEM;
 	cprof_symbolizer_free(sym);
 	if (err < 0)
 		return respond_error(r->connection, 500, "failed to collect profile", NULL, false);
@@ -373,6 +376,7 @@ static const struct {
 	{ "profile", CPROF_KIND_COUNT,
 	  "CPU profile. You can specify the duration in the seconds GET parameter. After you "
 	  "get the profile file, use the go tool pprof command to investigate the profile." },
+	{ "threads", CPROF_KIND_THREADS, "Stack traces of all current threads" },
 };
 
 /* Go's index page, with the profiles libcprof has (counts: stacks with a

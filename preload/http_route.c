@@ -98,6 +98,7 @@ static const char *const route_names[CPROF_HTTP_ROUTE_COUNT] = {
 	[CPROF_HTTP_DELTA_BLOCK] = "delta_block",
 	[CPROF_HTTP_CMDLINE] = "cmdline",
 	[CPROF_HTTP_SYMBOL] = "symbol",
+	[CPROF_HTTP_THREADS] = "threads",
 };
 
 const char *cprof_http_route_name(cprof_http_route_t route)

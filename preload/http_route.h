@@ -41,6 +41,7 @@ typedef enum cprof_http_route {
 	CPROF_HTTP_DELTA_BLOCK,
 	CPROF_HTTP_CMDLINE,
 	CPROF_HTTP_SYMBOL,
+	CPROF_HTTP_THREADS,     /* a snapshot of every thread (Go's goroutine) */
 	CPROF_HTTP_ROUTE_COUNT
 } cprof_http_route_t;
 

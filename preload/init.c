@@ -27,16 +27,11 @@ static void on_thread_exit(void *value)
 {
 	(void)value;
 	cprof_cpu_thread_exit();
+	cprof_threads_thread_exit();
 	cprof_unwind_thread_exit();
 }
 
-static void thread_started(void)
-{
-	if (thread_key_ok)
-		pthread_setspecific(thread_key, (void *)1);
-	cprof_unwind_thread_start(false);
-	cprof_cpu_thread_start();
-}
+#define CREATED_BY_DEPTH 8
 
 typedef struct thread_start {
 	void *(*fn)(void *);
@@ -44,20 +39,34 @@ typedef struct thread_start {
 	uint32_t labels; /* the creator's: a thread inherits them, as goroutines do */
 	bool sigmask_view; /* the creator's view of the hidden signal (sigmask.c) */
 	bool sigmask_maybe_blocked; /* the thread may start with it really blocked */
+	unsigned ncreated; /* threads profile: where pthread_create was called */
+	uintptr_t created[CREATED_BY_DEPTH];
 } thread_start_t;
+
+static void thread_started(const thread_start_t *start)
+{
+	if (thread_key_ok)
+		pthread_setspecific(thread_key, (void *)1);
+	cprof_unwind_thread_start(false);
+	cprof_threads_thread_start(start->created, start->ncreated);
+	cprof_cpu_thread_start();
+}
 
 static void *thread_trampoline(void *p)
 {
-	thread_start_t start = *(thread_start_t *)p;
+	thread_start_t *start = p;
+	void *(*fn)(void *) = start->fn;
+	void *arg = start->arg;
 	cprof_thread.busy++;
-	free(p);
 	cprof_thread.tid = (pid_t)syscall(SYS_gettid);
-	cprof_thread.labels = start.labels;
-	thread_started();
-	cprof_sigmask_thread_start(start.sigmask_view, start.sigmask_maybe_blocked);
+	cprof_thread.labels = start->labels;
+	thread_started(start);
+	cprof_sigmask_thread_start(start->sigmask_view, start->sigmask_maybe_blocked);
+	free(p);
 	cprof_thread.busy--;
-	/* A tail call: the trampoline leaves no frame in the thread's stacks. */
-	return start.fn(start.arg);
+	/* A tail call: the trampoline leaves no frame in the thread's stacks
+	 * (nothing of its frame may outlive this line: only scalars). */
+	return fn(arg);
 }
 
 CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
@@ -82,6 +91,7 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 	start->sigmask_maybe_blocked =
 		!cprof_unwind_on_thread_stack((uintptr_t)__builtin_frame_address(0)) ||
 		(attr && pthread_attr_getsigmask_np(attr, &attr_mask) == 0);
+	start->ncreated = cprof_threads_creator(start->created, CREATED_BY_DEPTH);
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
 		free(start);
@@ -105,10 +115,9 @@ static void atfork_child(void)
 	cprof_stacks_reset();
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
 	cprof_unwind_atfork_child();
-	cprof_cpu_atfork_child();
-	cprof_heap_atfork_child();
-	cprof_mutex_atfork_child();
-	cprof_block_atfork_child();
+	for (int k = 0; k < CPROF_KIND_COUNT; k++)
+		if (cprof_sources[k].atfork_child)
+			cprof_sources[k].atfork_child();
 	cprof_dump_atfork_child();
 	cprof_thread.busy--;
 }
@@ -136,14 +145,9 @@ __attribute__((constructor)) static void cprof_init(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	cprof_wait_clock_init();
 	atomic_store(&cprof_running, 1);
-	if (cprof_enabled(CPROF_KIND_CPU))
-		cprof_cpu_start();
-	if (cprof_enabled(CPROF_KIND_HEAP))
-		cprof_heap_start();
-	if (cprof_enabled(CPROF_KIND_MUTEX))
-		cprof_mutex_start();
-	if (cprof_enabled(CPROF_KIND_BLOCK))
-		cprof_block_start();
+	for (int k = 0; k < CPROF_KIND_COUNT; k++)
+		if (cprof_enabled((cprof_kind_t)k) && cprof_sources[k].start)
+			cprof_sources[k].start();
 	cprof_http_start();
 	cprof_thread.busy--;
 }
@@ -153,7 +157,9 @@ __attribute__((destructor)) static void cprof_fini(void)
 	if (!atomic_exchange(&cprof_running, 0))
 		return;
 	cprof_thread.busy++;
-	cprof_cpu_stop();
+	for (int k = 0; k < CPROF_KIND_COUNT; k++)
+		if (cprof_sources[k].stop)
+			cprof_sources[k].stop();
 	cprof_dump_at_exit();
 	cprof_thread.busy--;
 }

@@ -326,7 +326,9 @@ CPROF_NEXT(int, pthread_rwlock_trywrlock, (pthread_rwlock_t *l), (l))
 			return real_##name args;                                     \
 		lock_wait_t w;                                                       \
 		lock_wait_begin(&w, lock);                                           \
-		int err = real_##name args;                                          \
+		int err;                                                             \
+		CPROF_WAIT_PUBLISHED(err, real_##name args, (uintptr_t)cprof_self_##name, \
+				     w.start);                                       \
 		lock_wait_end(&w, err, (uintptr_t)cprof_self_##name);                \
 		return err;                                                          \
 	}                                                                            \

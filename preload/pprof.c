@@ -29,44 +29,10 @@ typedef Perftools__Profiles__Mapping mapping_t;
 typedef Perftools__Profiles__ValueType value_type_t;
 typedef Perftools__Profiles__Label label_t;
 
-/* ---- what each kind writes ------------------------------------------ */
+/* ---- what each kind writes: its row of the registry (sources.c) ---- */
 
-typedef struct kind_format {
-	unsigned nvalues;
-	const char *types[CPROF_VALUES_MAX][2]; /* {type, unit} */
-	const char *period_type[2];
-	const char *default_type;
-	const char *tag_label[2];               /* {key, unit} for the tag, or NULL */
-} kind_format_t;
-
-static const kind_format_t formats[CPROF_KIND_COUNT] = {
-	[CPROF_KIND_CPU] = {
-		.nvalues = 2,
-		.types = { { "samples", "count" }, { "cpu", "nanoseconds" } },
-		.period_type = { "cpu", "nanoseconds" },
-		.default_type = "cpu",
-	},
-	[CPROF_KIND_HEAP] = {
-		.nvalues = 4,
-		.types = { { "alloc_objects", "count" }, { "alloc_space", "bytes" },
-			   { "inuse_objects", "count" }, { "inuse_space", "bytes" } },
-		.period_type = { "space", "bytes" },
-		.default_type = "inuse_space",
-		.tag_label = { "bytes", "bytes" },
-	},
-	[CPROF_KIND_MUTEX] = {
-		.nvalues = 2,
-		.types = { { "contentions", "count" }, { "delay", "nanoseconds" } },
-		.period_type = { "contentions", "count" },
-		.default_type = "delay",
-	},
-	[CPROF_KIND_BLOCK] = {
-		.nvalues = 2,
-		.types = { { "contentions", "count" }, { "delay", "nanoseconds" } },
-		.period_type = { "contentions", "count" },
-		.default_type = "delay",
-	},
-};
+typedef cprof_source_t kind_format_t;
+#define formats cprof_sources
 
 /* The period each kind reports; sources for later kinds set theirs. */
 int64_t cprof_pprof_period[CPROF_KIND_COUNT];
@@ -423,7 +389,7 @@ static void snapshot_add(const cprof_stack_t *s, void *ctx)
 cprof_snapshot_t *cprof_snapshot_take(cprof_kind_t kind, int64_t now_wall_ns)
 {
 	size_t entries = 0;
-	cprof_stacks_foreach(kind, count_entry, &entries);
+	cprof_source_foreach(kind, count_entry, &entries);
 	size_t n = 64;
 	while (n < (entries + entries / 2 + 64) * 2)
 		n <<= 1;
@@ -436,7 +402,7 @@ cprof_snapshot_t *cprof_snapshot_take(cprof_kind_t kind, int64_t now_wall_ns)
 	snap->keys = calloc(n, sizeof *snap->keys);
 	snap->values = calloc(n, sizeof *snap->values);
 	if (snap->keys && snap->values)
-		cprof_stacks_foreach(kind, snapshot_add, snap);
+		cprof_source_foreach(kind, snapshot_add, snap);
 	if (!snap->keys || !snap->values || snap->err) {
 		cprof_snapshot_free(snap);
 		return NULL;
@@ -478,7 +444,9 @@ static void count_nonzero(const cprof_stack_t *s, void *ctx)
 size_t cprof_pprof_count(cprof_kind_t kind)
 {
 	size_t n = 0;
-	cprof_stacks_foreach(kind, count_nonzero, &n);
+	if (formats[kind].collect)
+		formats[kind].collect();
+	cprof_source_foreach(kind, count_nonzero, &n);
 	return n;
 }
 
@@ -531,7 +499,8 @@ static void text_entry(const cprof_stack_t *s, void *p)
 	fputc('\n', t->f);
 }
 
-int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, size_t *out_len)
+int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, int debug, char **out,
+		     size_t *out_len)
 {
 	*out = NULL;
 	*out_len = 0;
@@ -540,8 +509,20 @@ int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, siz
 	FILE *f = open_memstream(out, out_len);
 	if (!f)
 		return -ENOMEM;
+	if (formats[kind].text) {
+		if (formats[kind].collect)
+			formats[kind].collect();
+		int err = formats[kind].text(sym, debug, f);
+		if (fclose(f) != 0 && !err)
+			err = -ENOMEM;
+		if (err) {
+			free(*out);
+			*out = NULL;
+		}
+		return err;
+	}
 	text_ctx_t t = { .f = f, .kind = kind, .sym = sym, .header_pass = true };
-	cprof_stacks_foreach(kind, text_entry, &t);
+	cprof_source_foreach(kind, text_entry, &t);
 	if (kind == CPROF_KIND_HEAP) {
 		/* Values are already unbiased estimates: heap/2 is Go's way of
 		 * saying a rate of 1, so that readers scale nothing again. */
@@ -555,7 +536,7 @@ int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, char **out, siz
 			kind == CPROF_KIND_MUTEX ? "mutex" : "contention");
 	}
 	t.header_pass = false;
-	cprof_stacks_foreach(kind, text_entry, &t);
+	cprof_source_foreach(kind, text_entry, &t);
 	if (fclose(f) != 0) {
 		free(*out);
 		*out = NULL;
@@ -615,7 +596,9 @@ static void add_sample(const cprof_stack_t *s, void *ctx)
 	} else if (s->labels) {
 		npairs = cprof_labels_get(s->labels, keys, strs, CPROF_LABELS_PAIRS_MAX);
 	}
-	unsigned nlabels = (b->format->tag_label[0] ? 1 : 0) + npairs;
+	cprof_sample_label_t extra[8];
+	unsigned nextra = b->format->labels ? b->format->labels(s, extra, 8) : 0;
+	unsigned nlabels = (b->format->tag_label[0] ? 1 : 0) + nextra + npairs;
 	if (nlabels) {
 		label_t *labels = calloc(nlabels, sizeof *labels);
 		sample->label = calloc(nlabels, sizeof(label_t *));
@@ -633,6 +616,15 @@ static void add_sample(const cprof_stack_t *s, void *ctx)
 			labels[at].num = (int64_t)s->tag;
 			labels[at].num_unit = intern(b, b->format->tag_label[1]);
 			at++;
+		}
+		for (unsigned i = 0; i < nextra; i++, at++) {
+			labels[at].key = intern(b, extra[i].key);
+			if (extra[i].str) {
+				labels[at].str = intern(b, extra[i].str);
+			} else {
+				labels[at].num = extra[i].num;
+				labels[at].num_unit = intern(b, extra[i].unit);
+			}
 		}
 		for (unsigned i = 0; i < npairs; i++, at++) {
 			labels[at].key = intern(b, keys[i]);
@@ -734,6 +726,11 @@ int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t n
 		now_wall_ns = opt->later->wall_ns;
 	*out = NULL;
 	*out_len = 0;
+	if (b.format->collect && !opt->base && !opt->later) {
+		int err = b.format->collect();
+		if (err < 0)
+			return err;
+	}
 
 	if (id_map_init(&b.string_ids, 256) < 0 || id_map_init(&b.function_ids, 256) < 0 ||
 	    id_map_init(&b.location_ids, 1024) < 0) {
@@ -762,7 +759,7 @@ int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t n
 	period_type.type = intern(&b, b.format->period_type[0]);
 	period_type.unit = intern(&b, b.format->period_type[1]);
 
-	cprof_stacks_foreach(kind, add_sample, &b);
+	cprof_source_foreach(kind, add_sample, &b);
 
 	/* Mappings, with their flags as the lookups left them. */
 	const cprof_mapping_t *maps = NULL;
@@ -793,33 +790,9 @@ int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t n
 
 	/* The settings that shaped this kind's numbers, for whoever reads it
 	 * later (pprof -comments). */
-	char comment[160];
-	switch (kind) {
-	case CPROF_KIND_CPU:
-		/* Threads beyond the fixed table of CPU timers are not
-		 * sampled: say how many, here where the reader looks. */
-		snprintf(comment, sizeof comment,
-			 "libcprof cpu profile; cpu_hz=%u max_depth=%u threads_not_sampled=%u",
-			 cprof_config.cpu_hz, cprof_config.max_depth,
-			 atomic_load(&cprof_cpu_threads_not_sampled));
-		break;
-	case CPROF_KIND_HEAP:
-		snprintf(comment, sizeof comment, "libcprof heap profile; heap_rate=%lu max_depth=%u",
-			 (unsigned long)cprof_config.heap_rate, cprof_config.max_depth);
-		break;
-	case CPROF_KIND_MUTEX:
-		snprintf(comment, sizeof comment,
-			 "libcprof mutex profile; mutex_fraction=%u max_depth=%u clock=%s",
-			 cprof_config.mutex_fraction, cprof_config.max_depth,
-			 cprof_wait_clock_name());
-		break;
-	default:
-		snprintf(comment, sizeof comment,
-			 "libcprof block profile; block_rate=%lu max_depth=%u clock=%s",
-			 (unsigned long)cprof_config.block_rate, cprof_config.max_depth,
-			 cprof_wait_clock_name());
-		break;
-	}
+	char comment[160] = "";
+	if (b.format->comment)
+		b.format->comment(comment, sizeof comment);
 	int64_t comment_id = intern(&b, comment);
 	int64_t default_type = intern(&b, opt->default_type ? opt->default_type
 							     : b.format->default_type);
@@ -840,7 +813,9 @@ int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t n
 		p.function = b.functions;
 		p.n_string_table = b.nstrings;
 		p.string_table = b.strings;
-		p.time_nanos = b.base ? b.base->wall_ns : cprof_start_wall_ns;
+		/* A snapshot kind is of one moment: now, no duration. */
+		p.time_nanos = b.base ? b.base->wall_ns
+				      : b.format->collect ? now_wall_ns : cprof_start_wall_ns;
 		p.duration_nanos = now_wall_ns - p.time_nanos;
 		p.n_comment = 1;
 		p.comment = &comment_id;

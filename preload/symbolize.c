@@ -1390,13 +1390,16 @@ static const cprof_line_t pseudo_lines[] = {
 	{ "[cprof: not unwound]", "[cprof: not unwound]", "", 0, 0 },
 	{ "[cprof: no stack room]", "[cprof: no stack room]", "", 0, 0 },
 	{ "[cprof: unsampled tail]", "[cprof: unsampled tail]", "", 0, 0 },
+	{ "[cprof: not reached]", "[cprof: not reached]", "", 0, 0 },
+	{ "[cprof: created by]", "[cprof: created by]", "", 0, 0 },
+	{ "[cprof: no stack]", "[cprof: no stack]", "", 0, 0 },
 };
 
 void cprof_symbolize(cprof_symbolizer_t *s, uintptr_t address, cprof_symbol_t *out)
 {
 	*out = (cprof_symbol_t){ .mapping = -1, .nlines = 0, .lines = NULL };
 	if (address < CPROF_FRAME_PSEUDO_MAX) {
-		unsigned k = address <= CPROF_FRAME_TAIL ? (unsigned)address : 0;
+		unsigned k = address <= CPROF_FRAME_LAST ? (unsigned)address : 0;
 		out->nlines = 1;
 		out->lines = &pseudo_lines[k];
 		return;

@@ -60,6 +60,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -74,6 +75,12 @@ typedef struct unwind_thread {
 	int unwinding;                /* >0 inside one of our unwinds */
 	int from_signal;              /* ... from a signal handler */
 	uintptr_t lookup_pc;          /* signal unwinds: the address looked up next */
+	/* Another thread's stack (cprof_unwind_remote): reads in
+	 * [remote_lo, remote_hi) come from the copy of [copy_at, copy_at +
+	 * copy_len), or one checked word at a time; none is dereferenced. */
+	uintptr_t remote_lo, remote_hi, copy_at;
+	size_t copy_len;
+	const unsigned char *copy;
 } unwind_thread_t;
 
 enum { TRACE_UNDECIDED = 0, TRACE_CACHED, TRACE_UNCACHED, TRACE_EXITED };
@@ -177,6 +184,27 @@ CPROF_SIGSAFE static int access_mem_checked(unw_addr_space_t as, unw_word_t addr
 	(void)as;
 	if (CPROF_UNLIKELY(write)) {
 		*(unw_word_t *)addr = *val;
+		return 0;
+	}
+	const unwind_thread_t *t = &unwind_tls;
+	if (CPROF_UNLIKELY(t->remote_hi)) {
+		if (addr >= t->copy_at && addr + sizeof *val <= t->copy_at + t->copy_len) {
+			memcpy(val, t->copy + (addr - t->copy_at), sizeof *val);
+			return 0;
+		}
+		if (addr + sizeof *val > t->remote_lo && addr < t->remote_hi) {
+			/* Another thread's stack beyond the copy: copied by the
+			 * kernel, which answers EFAULT rather than a fault. */
+			struct iovec local = { val, sizeof *val };
+			struct iovec remote = { (void *)(uintptr_t)addr, sizeof *val };
+			if (syscall(SYS_process_vm_readv, (long)getpid(), &local, 1L, &remote, 1L, 0L) !=
+			    (long)sizeof *val)
+				return -UNW_EINVAL;
+			return 0;
+		}
+		if (!validate((uintptr_t)addr))
+			return -UNW_EINVAL;
+		*val = *(unw_word_t *)addr;
 		return 0;
 	}
 	if (ASKS_VALIDATION(arg) && !validate((uintptr_t)addr))
@@ -473,6 +501,43 @@ CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max)
 	unwind_tls.unwinding--;
 	unwind_tls.from_signal--;
 	cancel_restore(cancel_state);
+	return depth;
+}
+
+/* ---- another thread's stack (threads profile) --------------------------- */
+
+void cprof_unwind_stack_bounds(uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = unwind_tls.stack_lo;
+	*hi = unwind_tls.stack_hi;
+}
+
+int cprof_unwind_remote(const uintptr_t regs[8], uintptr_t stack_lo, uintptr_t stack_hi,
+			const void *copy, size_t copy_len, uintptr_t *pcs, int max)
+{
+	if (max <= 0 || regs[1] <= stack_lo || regs[1] >= stack_hi)
+		return 0;
+	ucontext_t uc;
+	memset(&uc, 0, sizeof uc);
+	static const int order[8] = { REG_RIP, REG_RSP, REG_RBP, REG_RBX,
+				      REG_R12, REG_R13, REG_R14, REG_R15 };
+	for (int i = 0; i < 8; i++)
+		uc.uc_mcontext.gregs[order[i]] = (greg_t)regs[i];
+	unwind_thread_t *t = &unwind_tls;
+	t->remote_lo = stack_lo;
+	t->remote_hi = stack_hi;
+	t->copy_at = regs[1];
+	t->copy_len = copy_len;
+	t->copy = copy;
+	t->unwinding++;
+	unw_cursor_t cursor;
+	int depth = 0;
+	/* The first IP is inside a wrapper (libcprof's): skipped. */
+	if (unw_init_local(&cursor, (unw_context_t *)&uc) >= 0)
+		depth = collect(&cursor, pcs, 0, max, 0, 1);
+	t->unwinding--;
+	t->remote_hi = 0;
+	t->copy = NULL;
 	return depth;
 }
 

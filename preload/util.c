@@ -30,16 +30,9 @@ atomic_uint cprof_cpu_threads_not_sampled;
 int64_t cprof_start_wall_ns;
 uintptr_t cprof_self_text_start, cprof_self_text_end;
 
-static const char *const kind_names[CPROF_KIND_COUNT] = {
-	[CPROF_KIND_CPU] = "cpu",
-	[CPROF_KIND_HEAP] = "heap",
-	[CPROF_KIND_MUTEX] = "mutex",
-	[CPROF_KIND_BLOCK] = "block",
-};
-
 const char *cprof_kind_name(cprof_kind_t kind)
 {
-	return (unsigned)kind < CPROF_KIND_COUNT ? kind_names[kind] : "?";
+	return (unsigned)kind < CPROF_KIND_COUNT ? cprof_sources[kind].name : "?";
 }
 
 CPROF_SIGSAFE pid_t cprof_gettid(void)

@@ -45,7 +45,87 @@
  * interpose. */
 #define CPROF_WAIT_SELF(name)                                                       \
 	extern __typeof__(name) cprof_self_##name                                    \
-		__attribute__((alias(#name), copy(name), visibility("hidden")))
+		__attribute__((alias(#name), copy(name), visibility("hidden")));     \
+	__attribute__((used, section("cprof_wait_name"), aligned(sizeof(void *))))   \
+	static const cprof_wait_name_t cprof_wait_name_##name = { (const void *)cprof_self_##name, #name }
+
+/* Every wrapper's entry with its name, for the threads profile's `wait`
+ * label (a section the linker gathers; no lookup in the loader). */
+typedef struct cprof_wait_name {
+	const void *entry;
+	const char *name;
+} cprof_wait_name_t;
+/* The name of the wrapper whose entry is `entry`, or NULL. */
+const char *cprof_wait_name_of(uintptr_t entry);
+
+/* ---- what a thread inside a wrapped call publishes (threads profile) --
+ * At entry, when the threads profile is on, a wrapper writes into the
+ * calling thread's fixed record (threads.c, found through
+ * cprof_thread.wait): the call (its entry), when it began on the wait
+ * clock, the thread's labels, and the registers an unwind starts from
+ * (rip, rsp, rbp, rbx, r12-r15 at a point inside the wrapper's frame:
+ * eight stores, not unw_getcontext), then makes seq odd; at exit, seq
+ * even again. The dumper unwinds such a thread from those registers over
+ * a copy of its stack, and re-reads seq: changed, the thread left the
+ * call meanwhile and the copy is discarded. So a thread blocked in a
+ * wrapped call is never signalled to learn its stack. */
+typedef struct cprof_wait_record {
+	_Atomic uint32_t seq;  /* odd while inside a wrapped call */
+	uint32_t labels;
+	uintptr_t entry;       /* the wrapper's entry: the leaf frame, the name */
+	int64_t start;         /* cprof_wait_now() at entry */
+	uintptr_t regs[8];     /* rip rsp rbp rbx r12 r13 r14 r15 */
+} cprof_wait_record_t;
+
+/* Inlined into the wrapper's frame: the registers are that frame's.
+ * Returns the odd seq it published, to give cprof_wait_leave, or 0 when
+ * it published nothing: a call made by a signal handler inside another
+ * wrapped call (the outer call stands), or a handler's call that landed
+ * while this one was publishing. */
+CPROF_SIGSAFE static inline __attribute__((always_inline)) uint32_t
+cprof_wait_enter(cprof_wait_record_t *r, uintptr_t entry, int64_t start)
+{
+	uint32_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
+	if (seq & 1)
+		return 0;
+	r->entry = entry;
+	r->start = start;
+	r->labels = cprof_thread.labels;
+	__asm__ volatile("leaq 1f(%%rip), %%rax\n\t"
+			 "movq %%rax, 0(%0)\n"
+			 "1:\n\t"
+			 "movq %%rsp, 8(%0)\n\t"
+			 "movq %%rbp, 16(%0)\n\t"
+			 "movq %%rbx, 24(%0)\n\t"
+			 "movq %%r12, 32(%0)\n\t"
+			 "movq %%r13, 40(%0)\n\t"
+			 "movq %%r14, 48(%0)\n\t"
+			 "movq %%r15, 56(%0)"
+			 :
+			 : "r"(r->regs)
+			 : "rax", "memory");
+	if (atomic_load_explicit(&r->seq, memory_order_relaxed) != seq)
+		return 0;
+	atomic_store_explicit(&r->seq, seq + 1, memory_order_release);
+	return seq + 1;
+}
+
+CPROF_SIGSAFE static inline void cprof_wait_leave(cprof_wait_record_t *r, uint32_t token)
+{
+	if (token)
+		atomic_store_explicit(&r->seq, token + 1, memory_order_release);
+}
+
+/* A wrapped call between the two, published when the threads profile is
+ * on (cprof_thread.wait set): `call` is the next definition's call. */
+#define CPROF_WAIT_PUBLISHED(result, call, entry, start)                               \
+	do {                                                                         \
+		cprof_wait_record_t *wr_ = cprof_thread.wait;                        \
+		uint32_t token_ = wr_ ? cprof_wait_enter(wr_, (entry), (start)) : 0; \
+		result = call;                                                       \
+		if (wr_)                                                             \
+			cprof_wait_leave(wr_, token_);                               \
+	} while (0)
 
 /* ---- sources' switches ------------------------------------------------- */
 
@@ -53,6 +133,8 @@
 extern int cprof_block_on;   /* the block profile records */
 extern int cprof_mutex_on;   /* the mutex profile records */
 extern int cprof_locks_on;   /* either: lock wrappers time contended waits */
+extern int cprof_threads_on; /* the threads profile: wrappers publish their calls */
+extern int cprof_waits_timed; /* block or threads: blocking wrappers time their calls */
 
 /* ---- clock and random numbers ------------------------------------------ */
 

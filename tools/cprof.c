@@ -137,6 +137,8 @@ static const command_t commands[] = {
 	  "an SVG flame graph; with --base, a differential one" },
 	{ "raw", run_raw, "PATH... [-k KIND] [--by program|process]",
 	  "the decoded profile as text, like pprof -raw" },
+	{ "threads", command_threads, "FILE",
+	  "a threads profile's groups with their waits and stacks, like goroutine?debug=2" },
 	{ "help", run_help, "", "this list" },
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

@@ -30,6 +30,7 @@ int command_run(int argc, char **argv);  /* run.c */
 int command_diff(int argc, char **argv); /* diff.c */
 int command_merge(int argc, char **argv); /* merge.c */
 int command_flame(int argc, char **argv); /* flame.c */
+int command_threads(int argc, char **argv); /* threads.c */
 
 const command_t *command_find(const char *name);
 
