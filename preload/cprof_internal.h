@@ -99,6 +99,9 @@ static inline bool cprof_enabled(cprof_kind_t kind)
  * Formats %s %d %u %ld %lu %x %% only. Safe to call anywhere. */
 CPROF_SIGSAFE void cprof_log(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
+/* Where the lines go instead of stderr when >= 0 (a dump child's copy of
+ * the program's stderr, moved off 2: see dump.c). */
+extern int cprof_log_fd;
 
 /* ---- mixing and random numbers (header-only) ------------------------ */
 
@@ -347,6 +350,11 @@ extern atomic_uint cprof_cpu_threads_not_sampled;
 int cprof_heap_start(void);
 void cprof_heap_atfork_child(void);
 
+/* In the dump child (dump.c) only: every allocation from now on comes from
+ * a private bump allocator over mmap, frees do nothing, and the next
+ * allocator (whose locks the parent may have held) is never called. */
+CPROF_SIGSAFE void cprof_heap_private(void);
+
 /* mutex.c, block.c: lock and blocking-call wrappers. */
 int cprof_mutex_start(void);
 void cprof_mutex_atfork_child(void);
@@ -549,7 +557,15 @@ void cprof_http_start(void);
 
 /* ---- dumps (dump.c) ------------------------------------------------- */
 
-int cprof_dump_init(void);             /* the dumper thread */
+/* Names, the page shared with dump children, and the dumper thread when
+ * it is needed from the start (CPROF_DUMP_INTERVAL, CPROF_HTTP); else it
+ * starts at the program's first pthread_create, and until then dumps are
+ * written by a child process (dump.c, "the dump child"). */
+int cprof_dump_init(void);
+/* The program is about to create a thread: the dumper starts now, once. */
+void cprof_dump_thread_coming(void);
+/* Before an exec: a dump child still writing is waited for and reaped. */
+CPROF_SIGSAFE void cprof_dump_before_exec(void);
 /* A thread of the shim's that never ends takes itself off glibc's count
  * of live threads, so that when the program's last thread ends the process
  * ends (glibc calls exit(0) there) as without the shim. Once per thread,

@@ -1,10 +1,14 @@
-/* dump.c — writing the profiles: the dumper thread, file names, atomic
- * writes.
+/* dump.c — writing the profiles: the dumper thread, the dump child, file
+ * names, atomic writes.
  *
  * A dump is cumulative since the start of the process (or the fork that
  * made it), so `pprof -base first second` shows the window between two.
  *
- * Every dump runs on the dumper thread: on the dump signal, from
+ * The dumper thread starts at the program's first pthread_create (or at
+ * start-up for CPROF_DUMP_INTERVAL and CPROF_HTTP), so that a program
+ * that never makes a thread stays single-threaded; until then every dump
+ * is written by a child process (see "the dump child" below). Once it
+ * runs, every dump runs on the dumper thread: on the dump signal, from
  * cprof_dump(), and the final one at exit (the exiting thread asks and
  * waits, bounded). Requests only set a bit and wake it (an atomic and a
  * futex wake, CPROF_SIGSAFE); requests that arrive while a dump runs
@@ -42,8 +46,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,8 +79,18 @@ static atomic_int dumper_running;
 static atomic_int final_requested;
 static atomic_uint final_done;         /* futex word */
 static unsigned park_word;             /* the dumper waits here after the final dump */
-static unsigned next_seq;
+static atomic_int dumper_claimed;      /* the dumper was started, or tried */
 static char program_name[64];
+static int names_pid;                  /* the pid in file names: this process's */
+/* What a dump child (see "the dump child") hands back: a page shared with
+ * it, made again in the child of a fork. */
+typedef struct dump_shared {
+	atomic_uint next_seq;
+	atomic_int result;
+} dump_shared_t;
+static dump_shared_t shared_fallback;
+static dump_shared_t *shared = &shared_fallback;
+static atomic_long dump_child;         /* a dump child not yet reaped, 0 none */
 /* glibc's count of live threads; when its last thread ends it calls
  * exit(0). The dumper takes itself off it. NULL when not found. */
 static unsigned *nptl_nthreads;
@@ -219,7 +236,7 @@ static int write_profile_file(cprof_kind_t kind, unsigned *seq, const uint8_t *d
 {
 	const char *dir = cprof_config.out_dir;
 	char tmp[sizeof cprof_config.out_dir + 128];
-	int pid = getpid();
+	int pid = names_pid;
 
 	int fd = open_temporary(dir, kind, tmp, sizeof tmp);
 	if (fd < 0)
@@ -249,16 +266,24 @@ static int write_profile_file(cprof_kind_t kind, unsigned *seq, const uint8_t *d
 	return err;
 }
 
+/* The kinds a dump writes: every running source's, and for the final
+ * dump only those that recorded something. Reads only: signal-safe. */
+CPROF_SIGSAFE static unsigned dump_kinds(bool final)
+{
+	unsigned kinds = atomic_load(&cprof_dump_kinds);
+	for (int k = 0; final && k < CPROF_KIND_COUNT; k++)
+		if ((kinds & (1u << k)) && !cprof_source_any((cprof_kind_t)k))
+			kinds &= ~(1u << k);
+	return kinds;
+}
+
 int cprof_dump_write(const char *why, bool final)
 {
 	int first_err = 0;
 	cprof_thread.busy++;
 	pthread_mutex_lock(&dump_lock);
 
-	unsigned kinds = atomic_load(&cprof_dump_kinds);
-	for (int k = 0; final && k < CPROF_KIND_COUNT; k++)
-		if ((kinds & (1u << k)) && !cprof_source_any((cprof_kind_t)k))
-			kinds &= ~(1u << k);
+	unsigned kinds = dump_kinds(final);
 	int err = kinds ? make_dirs(cprof_config.out_dir) : 0;
 	if (err < 0) {
 		cprof_log("cannot create the profile directory %s (%s); %s dump lost",
@@ -280,7 +305,7 @@ int cprof_dump_write(const char *why, bool final)
 		first_err = -ENOMEM;
 		kinds = 0;
 	}
-	unsigned seq = next_seq;
+	unsigned seq = atomic_load(&shared->next_seq);
 	int64_t now = cprof_now_ns(CLOCK_REALTIME);
 	char failed[64] = ""; /* kinds lost, for the one line a dump may cost */
 	for (int k = 0; k < CPROF_KIND_COUNT; k++) {
@@ -307,7 +332,7 @@ int cprof_dump_write(const char *why, bool final)
 			  cprof_config.out_dir, strerror(-first_err), why);
 	if (sym)
 		cprof_symbolizer_free(sym);
-	next_seq = seq + 1;
+	atomic_store(&shared->next_seq, seq + 1);
 
 	pthread_mutex_unlock(&dump_lock);
 	cprof_thread.busy--;
@@ -337,6 +362,196 @@ CPROF_SIGSAFE static bool wait_until(atomic_uint *word, bool with_want, unsigned
 	}
 }
 
+/* ---- the dump child -------------------------------------------------------
+ * A program that never made a thread has no dumper (it would make the
+ * program multi-threaded: glibc's single-thread shortcuts off, a second
+ * entry in /proc/self/task, Python's fork warning). Its dumps, from the
+ * dump signal, SIGTERM/SIGINT, cprof_dump() or exit, are written by a
+ * child process: a raw clone with no exit signal (no SIGCHLD; the
+ * program's wait(-1) and waitpid(-1) never see it, only __WALL or __WCLONE
+ * would), which writes from its copy of memory, the parent's stack table
+ * as it was at the request. It works from a signal handler: the child's
+ * allocations come from a private heap (cprof_heap_private), not from an
+ * allocator whose lock the interrupted thread may hold; its mutexes are
+ * made anew; it keeps no descriptor of the program's but stderr (moved
+ * off 2, for its `cprof:` lines), so no pipe reader waits for it. What it cannot avoid
+ * is the loader's lock (libdw's dlopen, the mappings' walk): held at the
+ * moment of the request (a signal inside dlopen, or inside a C++ throw's
+ * dl_iterate_phdr), the child waits for it for ever; an interval timer
+ * ends it at its deadline, and the parent kills it at its own, with one
+ * `cprof:` line: that dump is lost, never the program. The file names
+ * carry the parent's pid; the next sequence number and the result come
+ * back through a shared page. The parent waits for the child of a
+ * terminating signal, of cprof_dump() and of exit, not for a dump
+ * signal's: that child is reaped (and a later request waits for it) at
+ * the next request, the first thread, exec or exit. A dump child is a
+ * fork without the copy of memory: the parent pays the copy of its page
+ * tables (tens of microseconds a hundred MiB), and the pages it writes
+ * while the child lives. */
+
+#define CHILD_SIGNAL_MS 30000
+
+static void prune_dumps(void);
+
+CPROF_SIGSAFE static int64_t ms_from_now(int ms)
+{
+	return cprof_now_ns(CLOCK_MONOTONIC) + (int64_t)ms * 1000000;
+}
+
+CPROF_SIGSAFE static const char *errname(int err)
+{
+	const char *name = strerrorname_np(err);
+	return name ? name : "?";
+}
+
+/* The child: writes the dump and ends. Never returns. */
+CPROF_SIGSAFE __attribute__((noreturn)) static void child_main(const char *why, bool final,
+								int timeout_ms)
+{
+	cprof_thread.busy = 1 << 20; /* nothing here is the program's */
+	cprof_thread.private_files = 0;
+	cprof_heap_private();
+	pthread_mutex_init(&dump_lock, NULL);
+	pthread_mutex_init(&fork_gate, NULL);
+	/* Bounded by itself too: SIGALRM, at its default action, is the one
+	 * signal unblocked. */
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	real_sigaction(SIGALRM, &dfl, NULL);
+	struct itimerval deadline = { { 0, 0 }, { timeout_ms / 1000, (timeout_ms % 1000) * 1000 } };
+	syscall(SYS_setitimer, ITIMER_REAL, &deadline, NULL);
+	uint64_t alarm_bit = 1ULL << (SIGALRM - 1);
+	syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &alarm_bit, NULL, sizeof alarm_bit);
+	/* No copy of the program's descriptors but stderr, and that one off
+	 * 2, for the `cprof:` lines only: what libdw writes or opens through
+	 * a program's own write() or open() reaches no stderr, as on the
+	 * dumper thread. */
+	syscall(SYS_close, 0);
+	syscall(SYS_close, 1);
+	if (syscall(SYS_close_range, 3, ~0U, 0) != 0) {
+		long max = sysconf(_SC_OPEN_MAX);
+		for (long fd = 3; fd < (max > 0 ? max : 1024); fd++)
+			syscall(SYS_close, (int)fd);
+	}
+	cprof_log_fd = (int)syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
+	syscall(SYS_close, 2);
+	int err = cprof_dump_write(why, final);
+	prune_dumps();
+	atomic_store(&shared->result, err);
+	for (;;)
+		syscall(SYS_exit_group, 0);
+}
+
+/* Starts a dump child; its pid or -errno. Every signal is blocked around
+ * the clone, so none lands in the child before it has set itself up. */
+CPROF_SIGSAFE static long spawn_child(const char *why, bool final, int timeout_ms)
+{
+	uint64_t all = ~0ULL, old = 0;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
+	atomic_store(&shared->result, -ECHILD);
+	/* Flags 0: a new process, no exit signal; the child runs on its copy
+	 * of this stack and returns from the system call with 0. */
+	long pid = syscall(SYS_clone, 0UL, 0UL, NULL, NULL, 0UL);
+	int err = errno;
+	if (pid == 0)
+		child_main(why, final, timeout_ms);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
+	return pid < 0 ? -err : pid;
+}
+
+/* How a dump child ended, for its one line when it did not by itself:
+ * the signal that ended it (SIGALRM: its own deadline), or 0. */
+static atomic_int child_end_signal;
+
+/* Waits for dump child `pid` until `deadline` (CLOCK_MONOTONIC ns), then
+ * kills it. True when it ended by itself, or is not ours to wait for (a
+ * child process of the program's made without fork's handlers). */
+CPROF_SIGSAFE static bool reap_child(long pid, int64_t deadline)
+{
+	int status = 0;
+	long nap = 100000;
+	atomic_store(&child_end_signal, SIGKILL);
+	for (;;) {
+		long r = syscall(SYS_wait4, pid, &status, __WCLONE | WNOHANG, NULL);
+		if (r == pid) {
+			atomic_store(&child_end_signal, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+			return WIFEXITED(status);
+		}
+		if (r < 0 && errno != EINTR)
+			return true;
+		if (r == 0 && cprof_now_ns(CLOCK_MONOTONIC) >= deadline)
+			break;
+		struct timespec ts = { 0, nap };
+		syscall(SYS_nanosleep, &ts, NULL);
+		if (nap < 4000000)
+			nap *= 2;
+	}
+	syscall(SYS_kill, pid, SIGKILL);
+	while (syscall(SYS_wait4, pid, &status, __WCLONE, NULL) < 0 && errno == EINTR)
+		;
+	return false;
+}
+
+CPROF_SIGSAFE static void log_child_lost(const char *why)
+{
+	int sig = atomic_load(&child_end_signal);
+	if (sig == SIGKILL || sig == SIGALRM)
+		cprof_log("the %s dump did not finish in time (the loader's lock held at the "
+			  "request?); it is lost", why);
+	else
+		cprof_log("the process writing the %s dump ended by signal %d; that dump is lost",
+			  why, sig);
+}
+
+CPROF_SIGSAFE static void log_signal_child_lost(void)
+{
+	log_child_lost("signal");
+}
+
+/* A dump signal's child still out there: waited for at most wait_ms,
+ * then stopped, and reaped. */
+CPROF_SIGSAFE static void finish_signal_child(int wait_ms)
+{
+	long pid = atomic_exchange(&dump_child, 0);
+	if (pid > 0 && !reap_child(pid, ms_from_now(wait_ms)))
+		log_signal_child_lost();
+}
+
+/* A dump written by a child while the caller waits: 0, -errno, or
+ * -ECHILD when no child could be started (errno-like *start_err then). */
+CPROF_SIGSAFE static int child_dump(const char *why, bool final, int timeout_ms, int *start_err)
+{
+	*start_err = 0;
+	int64_t deadline = ms_from_now(timeout_ms);
+	/* A signal's dump still being written: half the time for it, the
+	 * rest for this one (which holds all that one would). */
+	finish_signal_child(timeout_ms / 2);
+	timeout_ms = (int)((deadline - cprof_now_ns(CLOCK_MONOTONIC)) / 1000000);
+	if (timeout_ms < 100)
+		timeout_ms = 100;
+	long pid = spawn_child(why, final, timeout_ms);
+	if (pid < 0) {
+		*start_err = (int)-pid;
+		return -ECHILD;
+	}
+	if (!reap_child(pid, deadline + 200 * 1000000LL)) {
+		log_child_lost(why);
+		return -ETIMEDOUT;
+	}
+	return atomic_load(&shared->result);
+}
+
+CPROF_SIGSAFE void cprof_dump_before_exec(void)
+{
+	/* Not in a vfork child, which shares this memory: its pid differs. */
+	if (atomic_load(&dump_child) && syscall(SYS_getpid) == names_pid) {
+		int saved_errno = errno;
+		finish_signal_child(5000);
+		errno = saved_errno;
+	}
+}
+
 CPROF_SIGSAFE static void request(unsigned what)
 {
 	int saved_errno = errno;
@@ -348,13 +563,53 @@ CPROF_SIGSAFE static void request(unsigned what)
 
 CPROF_SIGSAFE void cprof_dump_request(void)
 {
-	request(REQ_SIGNAL);
+	if (atomic_load(&dumper_running)) {
+		request(REQ_SIGNAL);
+		return;
+	}
+	/* No dumper: a child writes it, and the program runs on. While the
+	 * child of an earlier signal still writes, this request is merged
+	 * into that dump (the next one holds what it misses). */
+	int saved_errno = errno;
+	long old = atomic_load(&dump_child);
+	if (old > 0) {
+		int status = 0;
+		long r = syscall(SYS_wait4, old, &status, __WCLONE | WNOHANG, NULL);
+		if (r == 0) {
+			errno = saved_errno;
+			return;
+		}
+		if (!atomic_compare_exchange_strong(&dump_child, &old, 0)) {
+			errno = saved_errno;
+			return; /* another context took it meanwhile */
+		}
+		if (r == old && !WIFEXITED(status))
+			log_signal_child_lost();
+	}
+	long pid = spawn_child("signal", false, CHILD_SIGNAL_MS);
+	if (pid > 0)
+		atomic_store(&dump_child, pid);
+	else
+		cprof_log("cannot start the process that writes the dump (%s); signal dump lost",
+			  errname((int)-pid));
+	errno = saved_errno;
 }
 
 CPROF_SIGSAFE void cprof_dump_final_from_signal(int timeout_ms)
 {
-	if (!atomic_load(&dumper_running))
+	if (!atomic_load(&dumper_running)) {
+		if (atomic_exchange(&final_requested, 1))
+			return;
+		int saved_errno = errno;
+		atomic_store(&cprof_running, 0);
+		int start_err = 0;
+		if (dump_kinds(true) && child_dump("final", true, timeout_ms, &start_err) == -ECHILD &&
+		    start_err)
+			cprof_log("cannot start the process that writes the final dump (%s); it is "
+				  "lost", errname(start_err));
+		errno = saved_errno;
 		return;
+	}
 	atomic_store(&final_requested, 1);
 	request(REQ_FINAL);
 	int saved_errno = errno;
@@ -415,8 +670,7 @@ static void prune_dumps(void)
 	if (!keep)
 		return;
 	char prefix[96];
-	int prefix_len = snprintf(prefix, sizeof prefix, "%s.%d.", program_name,
-				  (int)syscall(SYS_getpid));
+	int prefix_len = snprintf(prefix, sizeof prefix, "%s.%d.", program_name, names_pid);
 	if (prefix_len <= 0 || (size_t)prefix_len >= sizeof prefix)
 		return;
 	int dir = (int)syscall(SYS_openat, AT_FDCWD, cprof_config.out_dir,
@@ -485,6 +739,7 @@ static void *dumper_main(void *arg)
 	(void)arg;
 	cprof_thread.busy = 1; /* nothing this thread does is the program's */
 	private_descriptors();
+	finish_signal_child(CHILD_SIGNAL_MS + 1000); /* one dump at a time: a child's, then ours */
 	unsigned seen = 0;
 	/* CPROF_DUMP_INTERVAL: the next periodic dump is due at this
 	 * CLOCK_MONOTONIC time (0: none); a request that wakes the dumper
@@ -559,16 +814,18 @@ static void *shim_thread_main(void *fn)
 
 int cprof_thread_start_detached(void *(*fn)(void *))
 {
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* The raw call: the mask wrapper (sigmask.c) would keep the CPU
+	 * signal unblocked, and this may run after the CPU profile hid it
+	 * (the dumper starts at the program's first thread). */
+	uint64_t all = ~0ULL, old = 0;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
 	pthread_t thread;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	int err = real_pthread_create(&thread, &attr, shim_thread_main, (void *)fn);
 	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof old);
 	return err;
 }
 
@@ -593,15 +850,52 @@ void cprof_thread_uncount(void)
 		exit(0);
 }
 
+/* The page shared with dump children; the static fallback (then the
+ * dumper is started at once: a child could not hand its results back). */
+static void map_shared(void)
+{
+	void *p = mmap(NULL, sizeof(dump_shared_t), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	shared = p == MAP_FAILED ? &shared_fallback : p;
+}
+
+/* The dumper is needed from the start: periodic dumps, the endpoint (a
+ * thread of its own anyway), the threads profile (its snapshot asks the
+ * program's threads from a thread of the shim's, which a child copy of
+ * one thread cannot be), or no page to share with a dump child. */
+static bool dumper_needed_now(void)
+{
+	return cprof_config.dump_interval_ns || cprof_config.http[0] ||
+	       cprof_enabled(CPROF_KIND_THREADS) || shared == &shared_fallback;
+}
+
+static int start_dumper_once(void)
+{
+	if (atomic_exchange(&dumper_claimed, 1))
+		return 0;
+	int err = start_dumper();
+	if (err < 0)
+		cprof_log("cannot start the dumper thread (%s); dumps are written by a child "
+			  "process", strerror(-err));
+	return err;
+}
+
 int cprof_dump_init(void)
 {
 	set_program_name();
+	names_pid = (int)syscall(SYS_getpid);
 	nptl_nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
-	int err = start_dumper();
-	if (err < 0)
-		cprof_log("cannot start the dumper thread (%s); profiles are written at exit "
-			  "only", strerror(-err));
-	return err;
+	map_shared();
+	return dumper_needed_now() ? start_dumper_once() : 0;
+}
+
+void cprof_dump_thread_coming(void)
+{
+	if (CPROF_LIKELY(atomic_load_explicit(&dumper_claimed, memory_order_relaxed)))
+		return;
+	cprof_thread.busy++; /* the dumper's stack and TLS are not the program's */
+	start_dumper_once();
+	cprof_thread.busy--;
 }
 
 /* The dumper writes the profiles while the caller waits: it exists and
@@ -613,6 +907,12 @@ static bool use_dumper(void)
 
 int cprof_dump_wait(void)
 {
+	if (!atomic_load(&dumper_running) && !cprof_thread.private_files) {
+		int start_err;
+		int err = child_dump("cprof_dump()", false, 60000, &start_err);
+		if (!start_err)
+			return err;
+	}
 	if (!use_dumper())
 		return cprof_dump_write("cprof_dump()", false);
 	unsigned ticket = atomic_fetch_add(&api_asked, 1) + 1;
@@ -630,6 +930,12 @@ void cprof_dump_at_exit(void)
 {
 	if (atomic_exchange(&final_requested, 1))
 		return;
+	if (!atomic_load(&dumper_running) && !cprof_thread.private_files) {
+		int start_err;
+		if (!dump_kinds(true) || child_dump("exit", true, 30000, &start_err) != -ECHILD ||
+		    !start_err)
+			return;
+	}
 	if (!use_dumper()) {
 		cprof_dump_write("exit", true);
 		return;
@@ -655,7 +961,12 @@ void cprof_dump_atfork_child(void)
 	 * request pending there. */
 	pthread_mutex_init(&dump_lock, NULL);
 	pthread_mutex_init(&fork_gate, NULL);
-	next_seq = 0;
+	names_pid = (int)syscall(SYS_getpid);
+	if (shared != &shared_fallback)
+		munmap(shared, sizeof *shared); /* the parent's, shared with it */
+	map_shared();
+	atomic_store(&shared->next_seq, 0);
+	atomic_store(&dump_child, 0); /* the parent's child is not ours */
 	atomic_store(&pending, 0);
 	atomic_store(&api_asked, 0);
 	atomic_store(&api_done, 0);
@@ -663,5 +974,7 @@ void cprof_dump_atfork_child(void)
 	atomic_store(&final_done, 0);
 	atomic_store(&dumper_running, 0); /* the parent's is not ours */
 	atomic_store(&wake_count, 0);
-	start_dumper();
+	atomic_store(&dumper_claimed, 0);
+	if (dumper_needed_now())
+		start_dumper_once();
 }

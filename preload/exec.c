@@ -117,6 +117,8 @@ CPROF_SIGSAFE static void exec_prepare(exec_state_t *st, bool spawn)
 	st->spawn = spawn;
 	if (spawn)
 		atomic_fetch_add(&spawns_in_flight, 1);
+	if (!spawn)
+		cprof_dump_before_exec();
 	st->ignored = cprof_signals_ignore_for_exec();
 	st->blocked = 0;
 	st->itimer_saved = false;

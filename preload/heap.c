@@ -1165,6 +1165,162 @@ int cprof_heap_start(void)
 	return 0;
 }
 
+/* ---- the dump child's private heap --------------------------------------
+ * A dump of a program with no dumper thread is written by a child process
+ * made with a raw clone from wherever the request came (dump.c), a signal
+ * handler included: the child's copy of the next allocator may hold locks
+ * the interrupted thread held (an arena lock inside malloc), which nobody
+ * in the child will ever release. So the child's allocations (its own, the
+ * loader's, libdw's, zlib's) come from here: a bump allocator over fresh
+ * mmap'd chunks, never reused, so calloc needs no memset; free does
+ * nothing. The child lives for one dump. The fast paths are untouched: the
+ * wrappers already call through the real_* pointers, which the child
+ * points here. */
+
+#define BUMP_CHUNK (8u << 20)
+#define BUMP_RANGES 512
+
+static struct {
+	char *cur, *end;
+	unsigned nranges;
+	struct {
+		uintptr_t start, end;
+	} ranges[BUMP_RANGES];
+} bump;
+
+static size_t (*const heap_usable_size)(void *) = malloc_usable_size;
+
+static void *bump_map(size_t bytes)
+{
+	if (bump.nranges == BUMP_RANGES)
+		return NULL;
+	long p = syscall(SYS_mmap, NULL, bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == -1)
+		return NULL;
+	bump.ranges[bump.nranges].start = (uintptr_t)p;
+	bump.ranges[bump.nranges].end = (uintptr_t)p + bytes;
+	bump.nranges++;
+	return (void *)p;
+}
+
+static bool bump_owns(const void *p)
+{
+	for (unsigned i = 0; i < bump.nranges; i++)
+		if ((uintptr_t)p - bump.ranges[i].start < bump.ranges[i].end - bump.ranges[i].start)
+			return true;
+	return false;
+}
+
+/* A zeroed block with its size in the 8 bytes before it. */
+static void *bump_alloc(size_t size, size_t align)
+{
+	if (align < 16)
+		align = 16;
+	if ((align & (align - 1)) || size > ((size_t)1 << 40) || align > ((size_t)1 << 30)) {
+		errno = size > ((size_t)1 << 40) ? ENOMEM : EINVAL;
+		return NULL;
+	}
+	size_t need = size + align + 16;
+	if (need > BUMP_CHUNK / 4) {
+		char *big = bump_map((need + 4095) & ~(size_t)4095);
+		if (!big) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		uintptr_t q = ((uintptr_t)big + 16 + align - 1) & ~(uintptr_t)(align - 1);
+		memcpy((char *)q - 8, &size, sizeof size);
+		return (void *)q;
+	}
+	for (int tries = 0; tries < 2; tries++) {
+		if (bump.cur) {
+			uintptr_t q = ((uintptr_t)bump.cur + 16 + align - 1) & ~(uintptr_t)(align - 1);
+			if (q + size <= (uintptr_t)bump.end) {
+				memcpy((char *)q - 8, &size, sizeof size);
+				bump.cur = (char *)(q + size);
+				return (void *)q;
+			}
+		}
+		char *chunk = bump_map(BUMP_CHUNK);
+		if (!chunk)
+			break;
+		bump.cur = chunk;
+		bump.end = chunk + BUMP_CHUNK;
+	}
+	errno = ENOMEM;
+	return NULL;
+}
+
+static void *bump_malloc(size_t size)
+{
+	return bump_alloc(size, 16);
+}
+
+static void *bump_calloc(size_t n, size_t size)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return bump_alloc(bytes, 16);
+}
+
+static void bump_free(void *p)
+{
+	(void)p;
+}
+
+static void *bump_realloc(void *old, size_t size)
+{
+	if (!old)
+		return bump_alloc(size, 16);
+	size_t old_size;
+	if (bump_owns(old))
+		memcpy(&old_size, (char *)old - 8, sizeof old_size);
+	else
+		old_size = heap_usable_size(old); /* the parent's block: read, never freed */
+	void *p = bump_alloc(size ? size : 1, 16);
+	if (p)
+		memcpy(p, old, old_size < size ? old_size : size);
+	return p;
+}
+
+static int bump_posix_memalign(void **out, size_t align, size_t size)
+{
+	if (align < sizeof(void *) || (align & (align - 1)))
+		return EINVAL;
+	void *p = bump_alloc(size, align);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+static void *bump_memalign(size_t align, size_t size)
+{
+	return bump_alloc(size, align);
+}
+
+static void *bump_valloc(size_t size)
+{
+	return bump_alloc(size, 4096);
+}
+
+CPROF_SIGSAFE void cprof_heap_private(void)
+{
+	memset(&bump, 0, sizeof bump);
+	real_malloc = bump_malloc;
+	real_calloc = bump_calloc;
+	real_realloc = bump_realloc;
+	real_free = bump_free;
+	real_posix_memalign = bump_posix_memalign;
+	real_aligned_alloc = bump_memalign;
+	real_memalign = bump_memalign;
+	real_valloc = bump_valloc;
+	real_pvalloc = bump_valloc;
+}
+
 /* The child of fork: the parent's samples are not its own. The stack
  * table is emptied by the caller; here the live table and the filter, by
  * mapping fresh zero pages over them (no page is copied or touched). The

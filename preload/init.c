@@ -1,11 +1,13 @@
 /* init.c — the shim's lifecycle: start-up, threads, fork, exit.
  *
  * The constructor reads the configuration, sets up the stack table and the
- * unwinder, starts the dumper and the enabled sources; the destructor stops
- * the sources and writes the final profiles. Threads made through
+ * unwinder, the dumps (dump.c: the dumper thread starts here only when it
+ * is needed from the start, else at the program's first pthread_create)
+ * and the enabled sources; the destructor stops the sources and writes the
+ * final profiles. Threads made through
  * pthread_create pass through a trampoline that arms their CPU timer; a
  * thread-key destructor removes it when the thread ends. A forked child
- * starts with empty tables, its own timer and its own dumper.
+ * starts with empty tables, its own timer and no dumper until it needs one.
  */
 #include "cprof_internal.h"
 
@@ -76,6 +78,8 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 		cprof_real_init();
 	if (!atomic_load_explicit(&cprof_running, memory_order_relaxed))
 		return real_pthread_create(thread, attr, fn, arg);
+	/* Multi-threaded from now on: the dumper may exist too (dump.c). */
+	cprof_dump_thread_coming();
 	cprof_thread.busy++;
 	thread_start_t *start = malloc(sizeof *start);
 	cprof_thread.busy--;

@@ -78,10 +78,14 @@ static void put_unsigned(log_buf_t *b, unsigned long v, unsigned base)
 		put_char(b, digits[--n]);
 }
 
+int cprof_log_fd = -1;
+
 /* The descriptor the line goes to; *borrowed when it must be closed. */
 static int log_fd(bool *borrowed)
 {
 	*borrowed = false;
+	if (cprof_log_fd >= 0)
+		return cprof_log_fd;
 	if (!cprof_thread.private_files)
 		return STDERR_FILENO;
 	long pidfd = syscall(SYS_pidfd_open, getpid(), 0);
