@@ -13,6 +13,9 @@
  *   locks_work shortcalls [CALLS]    1-byte reads of /dev/zero, calls that
  *                                    never sleep, with an idle second thread
  *                                    alive; prints call_ns
+ *   locks_work singlecalls [CALLS]   the same in a process that never made a
+ *                                    thread (glibc's single-thread system
+ *                                    calls, the kernel's unshared file table)
  *
  * Each run splits its work into blocks (15, or 5 for the threaded ones)
  * and prints the best block's figure: on a machine shared with other jobs
@@ -217,7 +220,8 @@ static void shortcalls(long n)
 	pthread_t t;
 	if (pipe(idle))
 		abort();
-	pthread_create(&t, NULL, idle_reader, &idle[0]);
+	if (!single_threaded)
+		pthread_create(&t, NULL, idle_reader, &idle[0]);
 	int fd = open("/dev/zero", O_RDONLY);
 	if (fd < 0)
 		abort();
@@ -237,9 +241,10 @@ static void shortcalls(long n)
 			best = t;
 	}
 	close(idle[1]);
-	pthread_join(t, NULL);
-	printf("mode=shortcalls call_ns=%.1f checksum=%llu\n", (double)best / (double)per,
-	       (unsigned long long)sum);
+	if (!single_threaded)
+		pthread_join(t, NULL);
+	printf("mode=%s call_ns=%.1f checksum=%llu\n", single_threaded ? "singlecalls" : "shortcalls",
+	       (double)best / (double)per, (unsigned long long)sum);
 }
 
 int main(int argc, char **argv)
@@ -254,10 +259,12 @@ int main(int argc, char **argv)
 		contended(n ? n : 2000000);
 	else if (strcmp(mode, "pingpong") == 0)
 		pingpong(n ? n : 100000);
-	else if (strcmp(mode, "shortcalls") == 0)
+	else if (strcmp(mode, "shortcalls") == 0 || strcmp(mode, "singlecalls") == 0) {
+		single_threaded = strcmp(mode, "singlecalls") == 0;
 		shortcalls(n ? n : 2000000);
+	}
 	else {
-		fprintf(stderr, "usage: locks_work uncontended|single|contended|pingpong|shortcalls [N]\n");
+		fprintf(stderr, "usage: locks_work uncontended|single|contended|pingpong|shortcalls|singlecalls [N]\n");
 		return 2;
 	}
 	return 0;

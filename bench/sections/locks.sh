@@ -14,11 +14,12 @@
 #                thread has existed (as in any program that locks); ns per
 #                pair
 #   single       the same in a process that never made a thread (glibc's
-#                single-thread shortcut), to show what the shim's own
-#                dumper thread costs such a program
+#                single-thread shortcut, which the shim keeps: its dumper
+#                thread starts at the program's first pthread_create)
 #   contended    4 threads, one mutex, ~20 mixes inside and ~60 outside;
 #                operations per second
 #   pingpong     2 threads, one byte each way over two pipes; ns per trip
+#   singlecalls  the same reads in a process that never made a thread
 #   shortcalls   1-byte reads of /dev/zero: calls that never sleep, the
 #                worst case for timing every call; ns per call
 # Configurations: unprofiled; libcprof with CPROF_PROFILES=cpu (the
@@ -63,7 +64,7 @@ locks_figure() {
 	uncontended | single) echo pair_ns ;;
 	contended) echo ops_per_s ;;
 	pingpong) echo trip_ns ;;
-	shortcalls) echo call_ns ;;
+	shortcalls | singlecalls) echo call_ns ;;
 	esac
 }
 
@@ -230,7 +231,8 @@ bench_locks() {
 	declare -gA LOCKS_REF_SUM=()
 	local t0=$SECONDS
 	locks_rounds uncontended "$LOCKS_PAIRS" base cpu all
-	locks_rounds single "$((LOCKS_PAIRS / 2))" base cpu
+	locks_rounds single "$((LOCKS_PAIRS / 2))" base cpu all
+	locks_rounds singlecalls "$LOCKS_CALLS" base cpu all
 	locks_rounds contended "$LOCKS_OPS" base cpu all m1 m10 m100
 	locks_rounds pingpong "$LOCKS_TRIPS" base cpu all r1000 r10000 r100000 r1000000
 	locks_rounds shortcalls "$LOCKS_CALLS" base cpu all r100000
@@ -254,7 +256,11 @@ bench_locks() {
 		echo
 		echo "The same in a process that never made a thread ($((LOCKS_PAIRS / 2)) pairs):"
 		echo
-		locks_table single base cpu
+		locks_table single base cpu all
+		echo
+		echo "1-byte reads of /dev/zero in a process that never made a thread ($LOCKS_CALLS calls):"
+		echo
+		locks_table singlecalls base cpu all
 		echo
 		echo "Contended: 4 threads, one mutex ($LOCKS_OPS operations); ratio = throughput:"
 		echo
