@@ -434,7 +434,10 @@ CPROF_SIGSAFE __attribute__((noreturn)) static void child_main(const char *why, 
 		for (long fd = 3; fd < (max > 0 ? max : 1024); fd++)
 			syscall(SYS_close, (int)fd);
 	}
-	cprof_log_fd = (int)syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
+	long errfd = syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
+	/* No stderr (the program closed it): lines go nowhere, never to a
+	 * file of the dump's that got descriptor 2. */
+	cprof_log_fd = errfd >= 0 ? (int)errfd : 0x7fffffff;
 	syscall(SYS_close, 2);
 	int err = cprof_dump_write(why, final);
 	prune_dumps();
