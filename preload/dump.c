@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/single_threaded.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -889,7 +890,11 @@ int cprof_dump_init(void)
 	names_pid = (int)syscall(SYS_getpid);
 	nptl_nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
 	map_shared();
-	return dumper_needed_now() ? start_dumper_once() : 0;
+	/* Threads already (made before this constructor, say by another
+	 * preloaded library's): a dump child would copy a process whose other
+	 * threads may hold locks it needs. (Not so in a fork child: one
+	 * thread, and glibc's fork leaves its locks free.) */
+	return dumper_needed_now() || !__libc_single_threaded ? start_dumper_once() : 0;
 }
 
 void cprof_dump_thread_coming(void)
