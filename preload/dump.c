@@ -7,7 +7,8 @@
  * The dumper thread starts at the program's first pthread_create (or at
  * start-up for CPROF_DUMP_INTERVAL and CPROF_HTTP), so that a program
  * that never makes a thread stays single-threaded; until then every dump
- * is written by a child process (see "the dump child" below). Once it
+ * but the exit's is written by a child process (see "the dump child"
+ * below), and the exit dump starts the dumper then. Once it
  * runs, every dump runs on the dumper thread: on the dump signal, from
  * cprof_dump(), and the final one at exit (the exiting thread asks and
  * waits, bounded). Requests only set a bit and wake it (an atomic and a
@@ -367,8 +368,11 @@ CPROF_SIGSAFE static bool wait_until(atomic_uint *word, bool with_want, unsigned
  * A program that never made a thread has no dumper (it would make the
  * program multi-threaded: glibc's single-thread shortcuts off, a second
  * entry in /proc/self/task, Python's fork warning). Its dumps, from the
- * dump signal, SIGTERM/SIGINT, cprof_dump() or exit, are written by a
- * child process: a raw clone with no exit signal (no SIGCHLD; the
+ * dump signal, SIGTERM/SIGINT or cprof_dump(), are written by a child
+ * process (the exit dump starts the dumper: nothing of the program runs
+ * after it, and a thread starts in microseconds where the clone copies
+ * the page tables, 25 ms a GiB resident; a child only when no thread can
+ * be had): a raw clone with no exit signal (no SIGCHLD; the
  * program's wait(-1) and waitpid(-1) never see it, only __WALL or __WCLONE
  * would), which writes from its copy of memory, the parent's stack table
  * as it was at the request. It works from a signal handler: the child's
@@ -383,8 +387,7 @@ CPROF_SIGSAFE static bool wait_until(atomic_uint *word, bool with_want, unsigned
  * `cprof:` line: that dump is lost, never the program. The file names
  * carry the parent's pid; the next sequence number and the result come
  * back through a shared page. The parent waits for the child of a
- * terminating signal, of cprof_dump() and of exit, not for a dump
- * signal's: that child is reaped (and a later request waits for it) at
+ * terminating signal and of cprof_dump(), not for a dump signal's: that child is reaped (and a later request waits for it) at
  * the next request, the first thread, exec or exit. A dump child is a
  * fork without the copy of memory: the parent pays the copy of its page
  * tables (tens of microseconds a hundred MiB), and the pages it writes
@@ -474,7 +477,7 @@ static atomic_int child_end_signal;
 CPROF_SIGSAFE static bool reap_child(long pid, int64_t deadline)
 {
 	int status = 0;
-	long nap = 100000;
+	int64_t start = cprof_now_ns(CLOCK_MONOTONIC);
 	atomic_store(&child_end_signal, SIGKILL);
 	for (;;) {
 		long r = syscall(SYS_wait4, pid, &status, __WCLONE | WNOHANG, NULL);
@@ -484,12 +487,14 @@ CPROF_SIGSAFE static bool reap_child(long pid, int64_t deadline)
 		}
 		if (r < 0 && errno != EINTR)
 			return true;
-		if (r == 0 && cprof_now_ns(CLOCK_MONOTONIC) >= deadline)
+		int64_t now = cprof_now_ns(CLOCK_MONOTONIC);
+		if (r == 0 && now >= deadline)
 			break;
-		struct timespec ts = { 0, nap };
+		/* No signal comes at its end (no exit signal), so it is polled:
+		 * finely while a dump is quick (a few ms), coarser after. */
+		int64_t waited = now - start;
+		struct timespec ts = { 0, waited < 20000000 ? 50000 : waited < 200000000 ? 500000 : 2000000 };
 		syscall(SYS_nanosleep, &ts, NULL);
-		if (nap < 4000000)
-			nap *= 2;
 	}
 	syscall(SYS_kill, pid, SIGKILL);
 	while (syscall(SYS_wait4, pid, &status, __WCLONE, NULL) < 0 && errno == EINTR)
@@ -939,9 +944,20 @@ void cprof_dump_at_exit(void)
 	if (atomic_exchange(&final_requested, 1))
 		return;
 	if (!atomic_load(&dumper_running) && !cprof_thread.private_files) {
+		if (!dump_kinds(true)) {
+			finish_signal_child(5000);
+			return;
+		}
+		/* Nothing of the program runs after this: the dumper thread
+		 * costs it nothing now, and starts in microseconds where a
+		 * child pays the copy of the page tables (25 ms a GiB
+		 * resident). A child when no thread can be had. */
+		cprof_thread.busy++;
+		start_dumper_once();
+		cprof_thread.busy--;
 		int start_err;
-		if (!dump_kinds(true) || child_dump("exit", true, 30000, &start_err) != -ECHILD ||
-		    !start_err)
+		if (!atomic_load(&dumper_running) &&
+		    (child_dump("exit", true, 30000, &start_err) != -ECHILD || !start_err))
 			return;
 	}
 	if (!use_dumper()) {
