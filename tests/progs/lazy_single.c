@@ -14,6 +14,10 @@
  *   lazy_single fork DIR     forks; the child runs child_work and sends
  *                            itself the dump signal, the parent runs
  *                            parent_work; each prints its status
+ *   lazy_single wait DIR     a SIGCHLD handler, the dump signal to
+ *                            itself, its files waited for; then what
+ *                            wait() and waitid(P_ALL) say (no child of
+ *                            its own: ECHILD) and the SIGCHLDs it got
  *   lazy_single churn DIR    prints "ready", then mallocs, reallocs and
  *                            frees until a signal ends it: a signal lands
  *                            inside the allocator as often as not
@@ -140,6 +144,14 @@ __attribute__((noinline)) static void churn(void)
 	}
 }
 
+static volatile sig_atomic_t sigchlds;
+
+static void on_sigchld(int sig)
+{
+	(void)sig;
+	sigchlds++;
+}
+
 static void *thread_phase(void *arg)
 {
 	phase_two();
@@ -185,6 +197,24 @@ int main(int argc, char **argv)
 		raise(SIGUSR2);
 		bad |= wait_dump(2);
 		printf("threaded: single=%d\n", (int)__libc_single_threaded);
+		return bad;
+	}
+	if (strcmp(argv[1], "wait") == 0) {
+		signal(SIGCHLD, on_sigchld);
+		phase_one();
+		raise(SIGUSR2);
+		int bad = wait_dump(0);
+		usleep(100000); /* the child has ended by now */
+		errno = 0;
+		pid_t w = wait(NULL);
+		int wait_errno = errno;
+		siginfo_t si;
+		errno = 0;
+		int wi = waitid(P_ALL, 0, &si, WEXITED | WNOHANG);
+		printf("wait=%d %s waitid=%d %s sigchld=%d\n", (int)w,
+		       wait_errno == ECHILD ? "ECHILD" : "?", wi, errno == ECHILD ? "ECHILD" : "?",
+		       (int)sigchlds);
+		status("wait");
 		return bad;
 	}
 	if (strcmp(argv[1], "churn") == 0) {
