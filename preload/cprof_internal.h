@@ -558,7 +558,7 @@ void cprof_http_start(void);
 /* ---- dumps (dump.c) ------------------------------------------------- */
 
 /* Names, the page shared with dump children, and the dumper thread when
- * it is needed from the start (CPROF_DUMP_INTERVAL, CPROF_HTTP); else it
+ * it is needed from the start (CPROF_DUMP_INTERVAL, CPROF_HTTP, the threads profile); else it
  * starts at the program's first pthread_create, and until then dumps are
  * written by a child process (dump.c, "the dump child"). */
 int cprof_dump_init(void);
