@@ -14,7 +14,7 @@ DEBIAN_PACKAGES := gcc g++ make libc6-dev binutils \
 	libdw-dev libelf-dev libcmocka-dev golang-go \
 	libgoogle-perftools4 google-perftools heaptrack \
 	clang libclang-rt-14-dev libc6-dbg libmicrohttpd-dev \
-	chromium libxml2-utils netpbm strace
+	chromium libxml2-utils netpbm strace python3
 
 PREFIX ?= /usr/local
 CC ?= cc
