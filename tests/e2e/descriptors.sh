@@ -157,7 +157,7 @@ test_fork_under_dumps() {
 	"$PROGS/fork_many" 300 >expected || fail "unprofiled: exit $?" || return 1
 	base=$(elapsed "$t0")
 	t0=$EPOCHREALTIME
-	(start_profiled prof CPROF_CPU_HZ=1000 -- "$PROGS/fork_many" 300 >out 2>err) &
+	(start_profiled prof CPROF_CPU_HZ=100 -- "$PROGS/fork_many" 300 >out 2>err) &
 	local pid=$!
 	usr2_every "$pid" 0.002 >signals &
 	wait "$pid"
@@ -176,14 +176,16 @@ test_fork_under_dumps() {
 		fail "${took}s against ${base}s unprofiled" || return 1
 	# A child writes a profile only of its own samples, at its exit (a
 	# child that used a millisecond of CPU may have one: that is its
-	# truth), never a dump its parent was asked for: so at most one dump
-	# (sequence 0000) per child, and from few children. An inherited
-	# request made nearly every child dump, some twice.
+	# truth, its CPU timer's tail), never a dump its parent was asked for:
+	# so at most one dump (sequence 0000) per child, and from few children.
+	# An inherited request made nearly every child dump, some twice. At
+	# 100 Hz a child of 1 ms has a 1 in 10 chance of a tail; at 1000 Hz a
+	# loaded machine made every child's 1 ms worth one (300 of 300).
 	local child_pids child_seqs
 	child_pids=$(ls prof | grep -v "^fork_many\.$pid\." | cut -d. -f2 | sort -u | wc -l)
 	child_seqs=$(ls prof | grep -v "^fork_many\.$pid\." | cut -d. -f3 | sort -u | tr '\n' ' ')
 	echo "children that wrote a profile: $child_pids, sequence numbers: ${child_seqs:-none}"
-	[ "$child_pids" -le 30 ] || fail "$child_pids of 300 children wrote profiles" || return 1
+	[ "$child_pids" -le 100 ] || fail "$child_pids of 300 children wrote profiles" || return 1
 	[ -z "$child_seqs" ] || [ "$child_seqs" = "0000 " ] ||
 		fail "a child wrote more than its final dump: sequences $child_seqs" || return 1
 	[ "$files" -le $((4 * (signals + 1))) ] || fail "$files files for $signals signals" || return 1
