@@ -332,7 +332,14 @@ unsigned cprof_stacks_used(void);
 extern int cprof_cpu_signal;           /* the timers' signal, 0 before start */
 int cprof_cpu_start(void);             /* handler + main thread timer */
 void cprof_cpu_stop(void);             /* disarm every timer */
-void cprof_cpu_thread_start(void);     /* arm the calling thread's timer */
+/* Arms the calling thread's timer, or, for a new thread (`created_ns`:
+ * CLOCK_MONOTONIC as its creator read it before making it; 0 for any
+ * other), leaves it to the dumper to make when the thread could need it
+ * (cpu.c, "timers made late"). */
+void cprof_cpu_thread_start(int64_t created_ns);
+/* The dumper's thread: makes the timers due; the CLOCK_MONOTONIC time by
+ * which to call again, 0 for none. */
+int64_t cprof_cpu_arm_pending(int64_t now_ns);
 void cprof_cpu_thread_exit(void);      /* delete the calling thread's timer */
 void cprof_cpu_atfork_child(void);
 void cprof_cpu_step_aside(void);       /* the program takes SIGPROF */
@@ -577,6 +584,10 @@ void cprof_thread_uncount(void);
 int cprof_thread_start_detached(void *(*fn)(void *));
 extern atomic_uint cprof_dump_kinds;   /* bit per kind whose source runs */
 CPROF_SIGSAFE void cprof_dump_request(void); /* wake the dumper */
+/* The dumper thread runs (a program that made a thread, or asked for a
+ * thread-needing setting); and a wake-up of it that asks for no dump. */
+bool cprof_dump_thread_running(void);
+void cprof_dump_kick(void);
 /* Writes every profile; 0 or -errno. `final`: the last dump of the
  * process, which leaves out kinds that recorded nothing (a short process
  * under a wrapper should not litter the directory with empty files). */

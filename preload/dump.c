@@ -570,6 +570,17 @@ CPROF_SIGSAFE static void request(unsigned what)
 	errno = saved_errno;
 }
 
+bool cprof_dump_thread_running(void)
+{
+	return atomic_load(&dumper_running) != 0;
+}
+
+void cprof_dump_kick(void)
+{
+	atomic_fetch_add(&wake_count, 1);
+	futex_wake_all(&wake_count);
+}
+
 CPROF_SIGSAFE void cprof_dump_request(void)
 {
 	if (atomic_load(&dumper_running)) {
@@ -759,14 +770,22 @@ static void *dumper_main(void *arg)
 		unsigned now = atomic_load(&wake_count);
 		bool periodic = false;
 		if (now == seen) {
-			if (!due) {
+			/* New threads' CPU timers that are due (cpu.c); and when
+			 * to look again. */
+			int64_t t = cprof_now_ns(CLOCK_MONOTONIC);
+			int64_t arm_next = cprof_cpu_arm_pending(t);
+			int64_t wake = due && (!arm_next || due < arm_next) ? due : arm_next;
+			if (!wake) {
 				syscall(SYS_futex, &wake_count, FUTEX_WAIT_PRIVATE, now, NULL, NULL, 0);
 				continue;
 			}
-			int64_t left = due - cprof_now_ns(CLOCK_MONOTONIC);
+			int64_t left = wake - t;
 			if (left > 0) {
 				struct timespec ts = { left / 1000000000, left % 1000000000 };
 				syscall(SYS_futex, &wake_count, FUTEX_WAIT_PRIVATE, now, &ts, NULL, 0);
+				continue;
+			}
+			if (!due || due > t) {
 				continue;
 			}
 			periodic = true;

@@ -43,6 +43,7 @@ typedef struct thread_start {
 	bool sigmask_maybe_blocked; /* the thread may start with it really blocked */
 	unsigned ncreated; /* threads profile: where pthread_create was called */
 	uintptr_t created[CREATED_BY_DEPTH];
+	int64_t created_ns; /* CLOCK_MONOTONIC before the thread was made */
 } thread_start_t;
 
 static void thread_started(const thread_start_t *start)
@@ -51,7 +52,7 @@ static void thread_started(const thread_start_t *start)
 		pthread_setspecific(thread_key, (void *)1);
 	cprof_unwind_thread_start(false);
 	cprof_threads_thread_start(start->created, start->ncreated);
-	cprof_cpu_thread_start();
+	cprof_cpu_thread_start(start->created_ns);
 }
 
 static void *thread_trampoline(void *p)
@@ -96,6 +97,7 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 		!cprof_unwind_on_thread_stack((uintptr_t)__builtin_frame_address(0)) ||
 		(attr && pthread_attr_getsigmask_np(attr, &attr_mask) == 0);
 	start->ncreated = cprof_threads_creator(start->created, CREATED_BY_DEPTH);
+	start->created_ns = cprof_now_ns(CLOCK_MONOTONIC);
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
 		free(start);

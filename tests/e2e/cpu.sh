@@ -394,7 +394,7 @@ test_cpu_short_threads_tail() {
 	# 300 us threads end before their first expiry 7 times in 10: their
 	# tail is settled without a read of their CPU clock (the wall clock
 	# bounds it); 6000 of them are 1800 periods, 2.4% sampling error, and
-	# the threads' start and exit paths add some 6% the truth leaves out.
+	# the threads' exit paths, which the truth leaves out, add 6-7%.
 	for burn in 10000000 3000000 300000; do
 		count=100 tolerance=5
 		[ "$burn" -eq 300000 ] && count=6000 tolerance=15
