@@ -51,8 +51,10 @@
 #define TIMER_SLOTS 8192
 /* taken: SLOT_FREE, SLOT_BUSY (being made or deleted), SLOT_LIVE (its
  * timer armed), SLOT_PENDING (a new thread's, no timer yet: see "timers
- * made late"), SLOT_ARMING (the dumper makes its timer now). */
-enum { SLOT_FREE = 0, SLOT_BUSY = 1, SLOT_LIVE = 2, SLOT_PENDING = 3, SLOT_ARMING = 4 };
+ * made late"), SLOT_ARMING (the dumper makes its timer now), SLOT_NO_TIMER
+ * (the thread's, its timer could not be made: it ends with its tail). */
+enum { SLOT_FREE = 0, SLOT_BUSY = 1, SLOT_LIVE = 2, SLOT_PENDING = 3, SLOT_ARMING = 4,
+       SLOT_NO_TIMER = 5 };
 typedef struct timer_slot {
 	atomic_int taken;
 	int id;                  /* the kernel's timer id (raw system calls) */
@@ -286,10 +288,12 @@ static int64_t arm_timer(int id)
  * time on its own CPU clock, and no timer; the dumper thread, at the wall
  * time from which the thread could have reached that expiry, makes the
  * thread's timer (timer_create on that thread's CPU clock, signalling
- * that thread, as its own would be) armed at that absolute time: if the
- * thread is already past it, it expires at once with the periods missed
- * as overruns, so no CPU time is lost, only charged to the stack of that
- * moment. The dumper looks every ARM_TICK_NS while threads wait and for
+ * that thread, as its own would be) armed at that absolute time, or, if
+ * the thread ran past it already, at the next of its periods at least
+ * ARM_AHEAD_NS ahead (never in the past: an expiry made to fire at once
+ * would be signalled whatever the thread is doing, and wake it from a
+ * ppoll with EINTR); the periods passed are in its tail, counted at its
+ * end, so no CPU time is lost, only charged to its last sample. The dumper looks every ARM_TICK_NS while threads wait and for
  * ARM_LINGER_NS after (later while it writes a dump), and is woken by a
  * new thread only when it does not look (a futex wake and a switch to the
  * dumper for each new thread cost more than the timer they saved: churn
@@ -302,6 +306,7 @@ static int64_t arm_timer(int id)
  * CPROF_CPU=on-demand, nor without a dumper thread (the thread is then
  * armed at its start, as the main thread always is). */
 #define ARM_TICK_NS 2000000
+#define ARM_AHEAD_NS 200000  /* a made timer's first expiry is at least this far ahead */
 #define ARM_LINGER_NS 200000000
 static atomic_int pending_threads;   /* slots in SLOT_PENDING */
 static atomic_int arm_polling;       /* the dumper looks again within ARM_TICK_NS */
@@ -338,7 +343,7 @@ int64_t cprof_cpu_arm_pending(int64_t now)
 static void arm_due(int64_t now)
 {
 	int high = atomic_load(&timer_slots_high);
-	for (int i = 0; i < high; i++) {
+	for (int i = 0; i < high && atomic_load(&cpu_active); i++) {
 		timer_slot_t *t = &timer_slots[i];
 		if (atomic_load_explicit(&t->taken, memory_order_acquire) != SLOT_PENDING)
 			continue;
@@ -355,15 +360,36 @@ static void arm_due(int64_t now)
 		/* The thread's CPU clock (as pthread_getcpuclockid makes it). */
 		clockid_t clock = (clockid_t)((~(unsigned)t->tid << 3) | 6);
 		if (sys_timer_create(clock, &sev, &t->id) != 0) {
-			/* Never again: its end counts its time. */
-			atomic_store(&t->arm_at, INT64_MAX);
-			atomic_store(&t->taken, SLOT_PENDING);
+			/* Never again (the slot stays the thread's): its end
+			 * counts its time. */
+			atomic_fetch_sub(&pending_threads, 1);
+			atomic_store(&t->taken, SLOT_NO_TIMER);
 			continue;
 		}
-		struct itimerspec its = { ns_to_timespec(period_ns), ns_to_timespec(t->first_ns) };
+		/* Never an expiry in the past: it would fire now, whatever
+		 * the thread is doing, and wake one asleep in ppoll with
+		 * EINTR. Periods it ran past already are its tail's (counted
+		 * at its end, charged to its last sample). */
+		int64_t expiry = t->first_ns;
+		struct timespec cpu;
+		if (clock_gettime(clock, &cpu) == 0) {
+			int64_t ran = (int64_t)cpu.tv_sec * 1000000000 + cpu.tv_nsec + ARM_AHEAD_NS;
+			if (ran >= expiry)
+				expiry += ((ran - expiry) / period_ns + 1) * period_ns;
+		}
+		struct itimerspec its = { ns_to_timespec(period_ns), ns_to_timespec(expiry) };
 		sys_timer_settime(t->id, TIMER_ABSTIME, &its, NULL);
 		atomic_fetch_sub(&pending_threads, 1);
 		atomic_store_explicit(&t->taken, SLOT_LIVE, memory_order_release);
+		/* The profile stopped meanwhile (the program took the signal):
+		 * disarm_all may have passed this slot. */
+		if (!atomic_load(&cpu_active)) {
+			expected = SLOT_LIVE;
+			if (atomic_compare_exchange_strong(&t->taken, &expected, SLOT_BUSY)) {
+				sys_timer_delete(t->id);
+				atomic_store(&t->taken, SLOT_NO_TIMER);
+			}
+		}
 	}
 }
 
@@ -433,9 +459,15 @@ void cprof_cpu_thread_exit(void)
 	cprof_thread.timer_slot = -1;
 	timer_slot_t *t = &timer_slots[slot];
 	int expected = SLOT_PENDING;
-	if (atomic_compare_exchange_strong(&t->taken, &expected, SLOT_BUSY)) {
-		/* No timer was made: the tail is all its time. */
+	bool was_pending = atomic_compare_exchange_strong(&t->taken, &expected, SLOT_BUSY);
+	if (!was_pending) {
+		expected = SLOT_NO_TIMER;
+		was_pending = atomic_compare_exchange_strong(&t->taken, &expected, SLOT_BUSY);
+	} else {
 		atomic_fetch_sub(&pending_threads, 1);
+	}
+	if (was_pending) {
+		/* No timer was made: the tail is all its time. */
 		tail.settling = 1;
 		tail_flush();
 		atomic_store(&t->taken, SLOT_FREE);
@@ -596,11 +628,8 @@ void cprof_cpu_stop(void)
 {
 	/* The calling thread's tail first (at exit, the thread that exits),
 	 * while its timer is still live: charged before the final dump. */
-	int slot = cprof_thread.timer_slot;
-	if (slot >= 0 && atomic_load(&cpu_active)) {
-		cprof_thread.timer_slot = -1;
-		delete_own_timer(slot);
-	}
+	if (cprof_thread.timer_slot >= 0 && atomic_load(&cpu_active))
+		cprof_cpu_thread_exit(); /* its timer, or its pending slot */
 	if (!atomic_exchange(&cpu_active, 0))
 		return;
 	disarm_all();
