@@ -293,7 +293,8 @@ static int64_t arm_timer(int id)
  * ARM_AHEAD_NS ahead (never in the past: an expiry made to fire at once
  * would be signalled whatever the thread is doing, and wake it from a
  * ppoll with EINTR); the periods passed are in its tail, counted at its
- * end, so no CPU time is lost, only charged to its last sample. The dumper looks every ARM_TICK_NS while threads wait and for
+ * end, so no CPU time is lost, only charged to its last sample. The
+ * dumper looks every ARM_TICK_NS while threads wait and for
  * ARM_LINGER_NS after (later while it writes a dump), and is woken by a
  * new thread only when it does not look (a futex wake and a switch to the
  * dumper for each new thread cost more than the timer they saved: churn
