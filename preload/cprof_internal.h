@@ -149,6 +149,12 @@ extern __thread cprof_thread_t cprof_thread
  * of its own shares its creator's. */
 CPROF_SIGSAFE pid_t cprof_gettid(void);
 
+/* Calls fn for each name in the open directory `dir`, from its current
+ * offset, with raw getdents64 (no descriptor or allocation of libc's, below
+ * any wrapper); true when all were seen, false when fn stopped it by
+ * returning false. Dump path. */
+bool cprof_dir_each(int dir, bool (*fn)(int dir, const char *name, void *ctx), void *ctx);
+
 /* ---- process state (init.c) ----------------------------------------- */
 
 extern atomic_int cprof_running;   /* 1 while sources may record */

@@ -680,6 +680,43 @@ static int compare_long(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+typedef struct prune {
+	const char *prefix;
+	size_t prefix_len;
+	long *seqs;
+	size_t nseqs, cap;
+	long threshold; /* second pass: files of sequences below it go */
+} prune_t;
+
+/* First pass: this process's sequence numbers; false when out of memory. */
+static bool prune_collect(int dir, const char *name, void *ctx)
+{
+	(void)dir;
+	prune_t *p = ctx;
+	long seq = own_profile_seq(name, p->prefix, p->prefix_len);
+	if (seq < 0)
+		return true;
+	if (p->nseqs == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 64;
+		long *grown = realloc(p->seqs, ncap * sizeof *p->seqs);
+		if (!grown)
+			return false;
+		p->seqs = grown;
+		p->cap = ncap;
+	}
+	p->seqs[p->nseqs++] = seq;
+	return true;
+}
+
+static bool prune_unlink(int dir, const char *name, void *ctx)
+{
+	prune_t *p = ctx;
+	long seq = own_profile_seq(name, p->prefix, p->prefix_len);
+	if (seq >= 0 && seq < p->threshold)
+		syscall(SYS_unlinkat, dir, name, 0);
+	return true;
+}
+
 /* Deletes this process's dumps older than its newest cprof_config.keep
  * (a dump: every file of one sequence number). Raw system calls in the
  * dumper's own descriptor table; other processes' files are never
@@ -699,58 +736,20 @@ static void prune_dumps(void)
 		return;
 	/* Two passes over the directory: the sequence numbers, then the
 	 * files of those that go. */
-	long *seqs = NULL;
-	size_t nseqs = 0, cap = 0;
-	char buf[8192];
-	for (int pass = 0; pass < 2; pass++) {
-		long threshold = 0;
-		if (pass == 1) {
-			if (nseqs <= keep)
-				break; /* (and no qsort of a NULL array) */
-			qsort(seqs, nseqs, sizeof *seqs, compare_long);
-			size_t distinct = 0;
-			for (size_t i = 0; i < nseqs; i++)
-				if (i == 0 || seqs[i] != seqs[i - 1])
-					seqs[distinct++] = seqs[i];
-			if (distinct <= keep)
-				break;
-			threshold = seqs[distinct - keep]; /* the oldest kept */
+	prune_t p = { .prefix = prefix, .prefix_len = (size_t)prefix_len };
+	if (cprof_dir_each(dir, prune_collect, &p) && p.nseqs > keep) {
+		qsort(p.seqs, p.nseqs, sizeof *p.seqs, compare_long);
+		size_t distinct = 0;
+		for (size_t i = 0; i < p.nseqs; i++)
+			if (i == 0 || p.seqs[i] != p.seqs[i - 1])
+				p.seqs[distinct++] = p.seqs[i];
+		if (distinct > keep) {
+			p.threshold = p.seqs[distinct - keep]; /* the oldest kept */
 			syscall(SYS_lseek, dir, 0, SEEK_SET);
-		}
-		for (;;) {
-			long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
-			if (n <= 0)
-				break;
-			for (long off = 0; off < n;) {
-				struct {
-					uint64_t ino;
-					int64_t off;
-					unsigned short reclen;
-					unsigned char type;
-					char name[];
-				} *d = (void *)(buf + off);
-				off += d->reclen;
-				long seq = own_profile_seq(d->name, prefix, (size_t)prefix_len);
-				if (seq < 0)
-					continue;
-				if (pass == 0) {
-					if (nseqs == cap) {
-						size_t ncap = cap ? cap * 2 : 64;
-						long *grown = realloc(seqs, ncap * sizeof *seqs);
-						if (!grown)
-							goto done;
-						seqs = grown;
-						cap = ncap;
-					}
-					seqs[nseqs++] = seq;
-				} else if (seq < threshold) {
-					syscall(SYS_unlinkat, dir, d->name, 0);
-				}
-			}
+			cprof_dir_each(dir, prune_unlink, &p);
 		}
 	}
-done:
-	free(seqs);
+	free(p.seqs);
 	syscall(SYS_close, dir);
 }
 

@@ -420,6 +420,29 @@ static const char *state_name(char s)
 	}
 }
 
+typedef struct task_list {
+	int *tids;
+	size_t count, cap;
+} task_list_t;
+
+static bool task_add(int dir, const char *name, void *ctx)
+{
+	(void)dir;
+	task_list_t *l = ctx;
+	int tid = atoi(name);
+	if (tid <= 0 || is_shim_thread(tid))
+		return true;
+	if (l->count == l->cap) {
+		int *grown = realloc(l->tids, l->cap * 2 * sizeof *l->tids);
+		if (!grown)
+			return false;
+		l->tids = grown;
+		l->cap *= 2;
+	}
+	l->tids[l->count++] = tid;
+	return true;
+}
+
 /* tids of /proc/self/task, without the shim's own threads. */
 static int *list_tasks(size_t *count)
 {
@@ -428,40 +451,15 @@ static int *list_tasks(size_t *count)
 			       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir < 0)
 		return NULL;
-	size_t cap = 256;
-	int *tids = malloc(cap * sizeof *tids);
-	char buf[8192];
-	while (tids) {
-		long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
-		if (n <= 0)
-			break;
-		for (long off = 0; off < n;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
-			off += d->reclen;
-			int tid = atoi(d->name);
-			if (tid <= 0 || is_shim_thread(tid))
-				continue;
-			if (*count == cap) {
-				int *grown = realloc(tids, cap * 2 * sizeof *tids);
-				if (!grown) {
-					free(tids);
-					tids = NULL;
-					break;
-				}
-				tids = grown;
-				cap *= 2;
-			}
-			tids[(*count)++] = tid;
-		}
+	task_list_t l = { .tids = malloc(256 * sizeof(int)), .cap = 256 };
+	if (l.tids && !cprof_dir_each(dir, task_add, &l)) {
+		free(l.tids);
+		l.tids = NULL;
+		l.count = 0;
 	}
 	syscall(SYS_close, dir);
-	return tids;
+	*count = l.count;
+	return l.tids;
 }
 
 /* A thread's cprof_thread from its own memory, through the kernel (the

@@ -35,6 +35,28 @@ const char *cprof_kind_name(cprof_kind_t kind)
 	return (unsigned)kind < CPROF_KIND_COUNT ? cprof_sources[kind].name : "?";
 }
 
+bool cprof_dir_each(int dir, bool (*fn)(int dir, const char *name, void *ctx), void *ctx)
+{
+	char buf[8192];
+	for (;;) {
+		long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
+		if (n <= 0)
+			return true;
+		for (long off = 0; off < n;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			off += d->reclen;
+			if (!fn(dir, d->name, ctx))
+				return false;
+		}
+	}
+}
+
 CPROF_SIGSAFE pid_t cprof_gettid(void)
 {
 	pid_t tid = cprof_thread.tid;
