@@ -97,6 +97,18 @@ static int sys_timer_delete(int id)
 	return (int)syscall(SYS_timer_delete, id);
 }
 
+/* A timer on thread `tid`'s CPU clock (`clock`), signalling that thread
+ * only; 0 or -1 and errno. */
+static int thread_timer_create(clockid_t clock, pid_t tid, int *id)
+{
+	struct sigevent sev;
+	memset(&sev, 0, sizeof sev);
+	sev.sigev_notify = SIGEV_THREAD_ID;
+	sev.sigev_signo = cprof_cpu_signal;
+	sev.sigev_notify_thread_id = tid;
+	return sys_timer_create(clock, &sev, id);
+}
+
 /* ---- the tail of a thread's CPU time ----------------------------------
  * The kernel checks a CPU-clock timer at a scheduler tick that finds its
  * thread running (250 Hz here), and counts the expiries it missed as
@@ -353,14 +365,9 @@ static void arm_due(int64_t now)
 		int expected = SLOT_PENDING;
 		if (!atomic_compare_exchange_strong(&t->taken, &expected, SLOT_ARMING))
 			continue;
-		struct sigevent sev;
-		memset(&sev, 0, sizeof sev);
-		sev.sigev_notify = SIGEV_THREAD_ID;
-		sev.sigev_signo = cprof_cpu_signal;
-		sev.sigev_notify_thread_id = t->tid;
 		/* The thread's CPU clock (as pthread_getcpuclockid makes it). */
 		clockid_t clock = (clockid_t)((~(unsigned)t->tid << 3) | 6);
-		if (sys_timer_create(clock, &sev, &t->id) != 0) {
+		if (thread_timer_create(clock, t->tid, &t->id) != 0) {
 			/* Never again (the slot stays the thread's): its end
 			 * counts its time. */
 			atomic_fetch_sub(&pending_threads, 1);
@@ -424,12 +431,7 @@ void cprof_cpu_thread_start(int64_t created_ns)
 		return;
 	}
 	tail.settling = 0;
-	struct sigevent sev;
-	memset(&sev, 0, sizeof sev);
-	sev.sigev_notify = SIGEV_THREAD_ID;
-	sev.sigev_signo = cprof_cpu_signal;
-	sev.sigev_notify_thread_id = cprof_gettid();
-	if (sys_timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer_slots[slot].id) != 0) {
+	if (thread_timer_create(CLOCK_THREAD_CPUTIME_ID, cprof_gettid(), &timer_slots[slot].id) != 0) {
 		atomic_store(&timer_slots[slot].taken, 0);
 		return;
 	}
@@ -549,15 +551,10 @@ void cprof_cpu_demand(int delta)
 static int probe_thread_timer(void)
 {
 	/* Can this kernel/container give per-thread CPU timers? */
-	struct sigevent sev;
-	timer_t id;
-	memset(&sev, 0, sizeof sev);
-	sev.sigev_notify = SIGEV_THREAD_ID;
-	sev.sigev_signo = cprof_cpu_signal;
-	sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
-	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &id) != 0)
+	int id;
+	if (thread_timer_create(CLOCK_THREAD_CPUTIME_ID, (pid_t)syscall(SYS_gettid), &id) != 0)
 		return -errno;
-	timer_delete(id);
+	sys_timer_delete(id);
 	return 0;
 }
 
