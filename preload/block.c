@@ -147,7 +147,7 @@ static void block_values(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX])
 int cprof_block_start(void)
 {
 	cprof_block_on = 1;
-	cprof_locks_on = 1;
+	cprof_locks_enable();
 	cprof_waits_timed = 1;
 	cprof_source_register(CPROF_KIND_BLOCK, 1 /* as Go writes it */, block_values);
 	return 0;

@@ -51,6 +51,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 
 /* ---- the side table ---------------------------------------------------- */
 
@@ -63,6 +64,11 @@
  * cache and an unlock's load hits. Addresses above 2^47 are not tracked. */
 static _Atomic uint64_t lock_keys[LOCK_SLOTS];
 
+/* Sampled waiters registered on any lock: what an unlock tests first (one
+ * load and a compare while nobody waits). Alone in its cache line, which
+ * only waiters write. */
+static _Atomic unsigned lock_waiters_any __attribute__((aligned(64)));
+
 /* The generation of the last recorded release of the slot's lock. */
 static _Atomic uint64_t lock_last_release[LOCK_SLOTS];
 
@@ -74,7 +80,7 @@ static inline unsigned lock_slot(const void *lock)
 }
 
 /* True when sampled waiters are registered on `lock`: one multiply, one
- * load, one compare. */
+ * load, one compare (after lock_waiters_any said some are, somewhere). */
 static inline bool lock_has_waiters(const void *lock, unsigned *slot)
 {
 	*slot = lock_slot(lock);
@@ -91,6 +97,9 @@ static int waiter_enter(const void *lock, uint64_t *seen)
 	if (!a || a >> 47)
 		return -1;
 	unsigned i = lock_slot(lock);
+	/* Counted before the slot says so: an unlock that finds the slot
+	 * finds the count too. */
+	atomic_fetch_add_explicit(&lock_waiters_any, 1, memory_order_acq_rel);
 	/* Read before registering: a release recorded between this read and
 	 * the registration is this lock's, made while this thread waited. */
 	*seen = atomic_load_explicit(&lock_last_release[i], memory_order_acquire);
@@ -102,11 +111,13 @@ static int waiter_enter(const void *lock, uint64_t *seen)
 		else if (key >> 16 == a && (key & LOCK_WAITERS_MAX) != LOCK_WAITERS_MAX)
 			want = key + 1;
 		else
-			return -1;
+			break;
 		if (atomic_compare_exchange_weak_explicit(&lock_keys[i], &key, want,
 							  memory_order_acq_rel, memory_order_relaxed))
 			return (int)i;
 	}
+	atomic_fetch_sub_explicit(&lock_waiters_any, 1, memory_order_release);
+	return -1;
 }
 
 /* Deregisters; returns the generation of the last release recorded on
@@ -120,8 +131,10 @@ static uint64_t waiter_leave(int slot)
 		uint64_t want = (key & LOCK_WAITERS_MAX) <= 1 ? 0 : key - 1;
 		if (atomic_compare_exchange_weak_explicit(&lock_keys[slot], &key, want,
 							  memory_order_acq_rel, memory_order_relaxed))
-			return last;
+			break;
 	}
+	atomic_fetch_sub_explicit(&lock_waiters_any, 1, memory_order_release);
+	return last;
 }
 
 /* ---- the hand-off ------------------------------------------------------
@@ -315,9 +328,10 @@ CPROF_NEXT(int, pthread_rwlock_trywrlock, (pthread_rwlock_t *l), (l))
 /* A lock: try first; wait (timed) only when that says EBUSY. Every other
  * answer of the try-lock is the lock's own (EOWNERDEAD, EAGAIN, EINVAL),
  * and the next definition gives EDEADLK where the try-lock said EBUSY.
- * The exported wrapper only tests and tail-calls (no frame): with both
- * profiles off it is a load, a branch and a jump. */
-#define LOCK(name, trylock, params, args)                                             \
+ * The exported wrapper tests, makes the try-lock's call and compares; with
+ * both profiles off it is a load, a branch and a jump. No frame pointer:
+ * the try's path is a push, the call, a compare and a return. */
+#define LOCK_PATHS(name, trylock, params, args)                                       \
 	CPROF_NEXT(int, name, params, args)                                          \
 	CPROF_WAIT_SELF(name);                                                       \
 	__attribute__((noinline)) static int contended_##name params                 \
@@ -332,25 +346,62 @@ CPROF_NEXT(int, pthread_rwlock_trywrlock, (pthread_rwlock_t *l), (l))
 		lock_wait_end(&w, err, (uintptr_t)cprof_self_##name);                \
 		return err;                                                          \
 	}                                                                            \
-	/* No frame pointer: the uncontended path is a push, the try-lock's  \
-	 * call, a compare and a return (+1.45 ns a lock+unlock pair against \
-	 * +1.6 with the frame). */                                          \
-	__attribute__((noinline, optimize("omit-frame-pointer"))) static int     \
-	profiled_##name params                                                   \
+	static inline __attribute__((always_inline)) int try_##name params          \
 	{                                                                            \
 		int err = real_##trylock(lock);                                      \
 		if (CPROF_LIKELY(err != EBUSY))                                      \
 			return err;                                                  \
 		return contended_##name args;                                        \
-	}                                                                            \
-	CPROF_EXPORT int name params                                                 \
+	}
+#define LOCK(name, trylock, params, args)                                             \
+	LOCK_PATHS(name, trylock, params, args)                                      \
+	CPROF_EXPORT __attribute__((optimize("omit-frame-pointer"))) int name params \
 	{                                                                            \
 		if (!cprof_locks_on)                                                 \
 			return real_##name args;                                     \
-		return profiled_##name args;                                         \
+		return try_##name args;                                              \
 	}
 
-LOCK(pthread_mutex_lock, pthread_mutex_trylock, (pthread_mutex_t *lock), (lock))
+/* pthread_mutex_lock has a third way: in a process that has never had a
+ * second thread (glibc's __libc_single_threaded) a private mutex cannot be
+ * contended, and glibc's own lock takes its single-thread shortcut (no
+ * atomic instruction) where a try-lock would not. The route is ROUTE_SINGLE
+ * from the start until the first lock that sees threads, then ROUTE_TRY
+ * for good; a process-shared mutex (another process may hold it) is always
+ * tried. */
+enum { ROUTE_FORWARD, ROUTE_SINGLE, ROUTE_TRY };
+static int mutex_lock_route;
+#define MUTEX_PSHARED_BIT 128 /* glibc's __kind bit for a process-shared mutex */
+
+LOCK_PATHS(pthread_mutex_lock, pthread_mutex_trylock, (pthread_mutex_t *lock), (lock))
+
+__attribute__((noinline)) static int mutex_lock_single(pthread_mutex_t *lock)
+{
+	if (!__libc_single_threaded)
+		__atomic_store_n(&mutex_lock_route, ROUTE_TRY, __ATOMIC_RELAXED);
+	else if (!(lock->__data.__kind & MUTEX_PSHARED_BIT))
+		return real_pthread_mutex_lock(lock);
+	return try_pthread_mutex_lock(lock);
+}
+
+CPROF_EXPORT __attribute__((optimize("omit-frame-pointer"))) int
+pthread_mutex_lock(pthread_mutex_t *lock)
+{
+	int route = mutex_lock_route;
+	if (CPROF_LIKELY(route == ROUTE_TRY))
+		return try_pthread_mutex_lock(lock);
+	if (route == ROUTE_FORWARD)
+		return real_pthread_mutex_lock(lock);
+	return mutex_lock_single(lock);
+}
+
+void cprof_locks_enable(void)
+{
+	cprof_locks_on = 1;
+	if (mutex_lock_route == ROUTE_FORWARD)
+		mutex_lock_route = ROUTE_SINGLE;
+}
+
 LOCK(pthread_mutex_timedlock, pthread_mutex_trylock,
      (pthread_mutex_t *__restrict lock, const struct timespec *__restrict abstime),
      (lock, abstime))
@@ -379,9 +430,11 @@ static bool mutex_releases(const pthread_mutex_t *m)
 	return (m->__data.__kind & 3) != PTHREAD_MUTEX_RECURSIVE_NP || m->__data.__count <= 1;
 }
 
-/* The unlocks: with no sampled waiter registered, one load and a compare,
- * then a tail call (no frame); otherwise a new release generation before
- * the real unlock and this stack, out of line, after it. */
+/* The unlocks: with no sampled waiter registered anywhere, one load and a
+ * compare, then a tail call (no frame); with some, the lock's own slot;
+ * with its own, a new release generation before the real unlock and this
+ * stack, out of line, after it. Waiters register only while the mutex
+ * profile is on. */
 CPROF_NEXT(int, pthread_mutex_unlock, (pthread_mutex_t *m), (m))
 CPROF_WAIT_SELF(pthread_mutex_unlock);
 
@@ -398,7 +451,8 @@ __attribute__((noinline)) static int mutex_unlock_recorded(pthread_mutex_t *m, u
 CPROF_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
 	unsigned slot;
-	if (!cprof_mutex_on || !lock_has_waiters(m, &slot))
+	if (CPROF_LIKELY(!atomic_load_explicit(&lock_waiters_any, memory_order_relaxed)) ||
+	    !lock_has_waiters(m, &slot))
 		return real_pthread_mutex_unlock(m);
 	return mutex_unlock_recorded(m, slot);
 }
@@ -419,7 +473,8 @@ __attribute__((noinline)) static int rwlock_unlock_recorded(pthread_rwlock_t *l,
 CPROF_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l)
 {
 	unsigned slot;
-	if (!cprof_mutex_on || !lock_has_waiters(l, &slot))
+	if (CPROF_LIKELY(!atomic_load_explicit(&lock_waiters_any, memory_order_relaxed)) ||
+	    !lock_has_waiters(l, &slot))
 		return real_pthread_rwlock_unlock(l);
 	return rwlock_unlock_recorded(l, slot);
 }
@@ -437,7 +492,7 @@ static void mutex_values(const cprof_stack_t *s, int64_t out[CPROF_VALUES_MAX])
 int cprof_mutex_start(void)
 {
 	cprof_mutex_on = 1;
-	cprof_locks_on = 1;
+	cprof_locks_enable();
 	cprof_source_register(CPROF_KIND_MUTEX, 1 /* as Go writes it */, mutex_values);
 	return 0;
 }

@@ -933,7 +933,7 @@ int cprof_threads_start(void)
 		cprof_log("no signal for the threads profile; running threads show as "
 			  "[cprof: not reached]");
 	cprof_threads_on = 1;
-	cprof_locks_on = 1;
+	cprof_locks_enable();
 	cprof_waits_timed = 1;
 	cprof_threads_thread_start(NULL, 0); /* the thread that runs the constructor */
 	cprof_source_register(CPROF_KIND_THREADS, 1, NULL);

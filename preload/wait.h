@@ -129,12 +129,19 @@ CPROF_SIGSAFE static inline void cprof_wait_leave(cprof_wait_record_t *r, uint32
 
 /* ---- sources' switches ------------------------------------------------- */
 
-/* Set once by cprof_block_start / cprof_mutex_start; plain loads. */
-extern int cprof_block_on;   /* the block profile records */
-extern int cprof_mutex_on;   /* the mutex profile records */
-extern int cprof_locks_on;   /* either: lock wrappers time contended waits */
-extern int cprof_threads_on; /* the threads profile: wrappers publish their calls */
-extern int cprof_waits_timed; /* block or threads: blocking wrappers time their calls */
+/* Set once by the sources' start; plain loads. Hidden in the declaration
+ * too, so a wrapper loads them directly (one instruction, not the GOT's
+ * address and then the word). */
+#define CPROF_HIDDEN __attribute__((visibility("hidden")))
+extern CPROF_HIDDEN int cprof_block_on;   /* the block profile records */
+extern CPROF_HIDDEN int cprof_mutex_on;   /* the mutex profile records */
+extern CPROF_HIDDEN int cprof_locks_on;   /* either: lock wrappers time contended waits */
+extern CPROF_HIDDEN int cprof_threads_on; /* the threads profile: wrappers publish their calls */
+extern CPROF_HIDDEN int cprof_waits_timed; /* block or threads: blocking wrappers time their calls */
+
+/* Turns the lock wrappers on (cprof_locks_on and the mutex lock's route,
+ * mutex.c): called by each source that needs contended waits timed. */
+void cprof_locks_enable(void);
 
 /* ---- clock and random numbers ------------------------------------------ */
 

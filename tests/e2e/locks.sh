@@ -95,6 +95,38 @@ check_contention() {
 	within "$p_holder" "$holder" 1 || fail "pprof: hold_and_release $p_holder vs $holder" || return 1
 }
 
+# A process that never made a thread: its mutex lock forwards straight to
+# glibc (no try-lock), except on a process-shared mutex, which another
+# process can hold. The child holds one for 300 ms; the single-threaded
+# parent's wait must be in its block and mutex profiles (the releaser is
+# in another process: charged to the waiter's own call), within 10% of the
+# wait it measured, and the parent must still have one thread.
+test_mutex_lock_single_thread_pshared() {
+	run_profiled prof CPROF_MUTEX_FRACTION=1 -- "$PROGS/mutex_pshared" >out 2>err ||
+		fail "exit $?" || return 1
+	local truth pid threads bfile mfile bwait mwait leaf
+	truth=$(locks_truth wait_ns err)
+	pid=$(locks_truth pid err)
+	threads=$(locks_truth threads err)
+	bfile=$(ls prof/*."$pid".*.block.pb.gz | tail -n 1)
+	mfile=$(ls prof/*."$pid".*.mutex.pb.gz | tail -n 1)
+	[ -n "$bfile" ] && [ -n "$mfile" ] || fail "profiles missing: $(ls prof)" || return 1
+	bwait=$(cprof_value "$bfile" waiter cum delay)
+	leaf=$(cprof_value "$bfile" pthread_mutex_lock flat delay)
+	mwait=$(cprof_value "$mfile" waiter cum delay)
+	echo "truth=$truth ns threads=$threads block waiter=$bwait (leaf lock $leaf) mutex waiter=$mwait"
+	[ "$threads" = 1 ] || fail "the parent has $threads threads" || return 1
+	awk -v t="$truth" 'BEGIN { exit !(t > 250000000) }' ||
+		fail "the parent waited only $truth ns" || return 1
+	within "$bwait" "$truth" 10 || fail "block: waiter $bwait vs truth $truth" || return 1
+	within "$leaf" "$bwait" 1 || fail "block: the lock call has $leaf of $bwait" || return 1
+	within "$mwait" "$truth" 10 || fail "mutex: waiter $mwait vs truth $truth" || return 1
+	local p
+	p=$(locks_pprof_cum_ns "$bfile" waiter)
+	echo "pprof: block waiter $p ns"
+	within "$p" "$bwait" 1 || fail "pprof: waiter $p vs $bwait" || return 1
+}
+
 test_mutex_lock_contention_charged_to_holder() { check_contention mutex; }
 test_mutex_lock_rwlock_contention() { check_contention rwlock; }
 
