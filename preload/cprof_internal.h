@@ -235,6 +235,10 @@ CPROF_SIGSAFE void cprof_capture_give(uintptr_t *pcs);
 void cprof_unwind_thread_start(bool main_thread);
 /* True when sp is on the calling thread's own stack, as far as known. */
 CPROF_SIGSAFE bool cprof_unwind_on_thread_stack(uintptr_t sp);
+/* A SIG_SETMASK call from libunwind's code at `caller` inside one of our
+ * unwinds, where its signal blocking protects nothing: true when it is
+ * skipped (unwind.c says which). */
+CPROF_SIGSAFE bool cprof_unwind_skips_mask(uintptr_t caller, const sigset_t *set, sigset_t *old);
 /* The thread ends: its turn at libunwind's cached trace goes back. */
 void cprof_unwind_thread_exit(void);
 void cprof_unwind_atfork_child(void);

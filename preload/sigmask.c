@@ -258,6 +258,9 @@ CPROF_SIGSAFE static bool keep_kernel_block(int sig)
 	}                                                                            \
 	CPROF_EXPORT CPROF_SIGSAFE int name(int how, const sigset_t *set, sigset_t *old) \
 	{                                                                            \
+		if (how == SIG_SETMASK &&                                            \
+		    cprof_unwind_skips_mask((uintptr_t)__builtin_return_address(0), set, old)) \
+			return 0;                                                    \
 		return program_##name(how, set, old);                                \
 	}
 

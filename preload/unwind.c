@@ -73,6 +73,7 @@ typedef struct unwind_thread {
 	uintptr_t stack_lo, stack_hi; /* 0: not known */
 	int trace;                    /* TRACE_* */
 	int unwinding;                /* >0 inside one of our unwinds */
+	int masks_skipped;            /* libunwind's mask changes skipped, not yet restored */
 	int from_signal;              /* ... from a signal handler */
 	uintptr_t lookup_pc;          /* signal unwinds: the address looked up next */
 	/* Another thread's stack (cprof_unwind_remote): reads in
@@ -116,6 +117,33 @@ static int answer_one(uintptr_t pc, int (*callback)(struct dl_phdr_info *, size_
 	info.dlpi_phdr = (const ElfW(Phdr) *)((const char *)ehdr + ehdr->e_phoff);
 	info.dlpi_phnum = ehdr->e_phnum;
 	return callback(&info, offsetof(struct dl_phdr_info, dlpi_adds), data);
+}
+
+/* libunwind blocks every signal around each lookup of an address's object
+ * (a sigprocmask pair, 17 system calls a CPU sample here), so that a
+ * handler cannot re-enter the loader's lock the lookup holds. Inside our
+ * unwinds the lookup holds no lock (dl_iterate_phdr above), so the pair
+ * protects nothing: sigmask.c skips it. A call that sets the mask and
+ * saves the old one is skipped and counted; a restore (no old set asked)
+ * is skipped only against that count, so the mask is left exactly as it
+ * was and a restore that is not one of a skipped pair goes to the kernel.
+ * Calls from libunwind outside our unwinds (a program's own) are not
+ * touched. */
+CPROF_SIGSAFE bool cprof_unwind_skips_mask(uintptr_t caller, const sigset_t *set, sigset_t *old)
+{
+	unwind_thread_t *t = &unwind_tls;
+	if (!t->unwinding || !set || caller < unwinder_text_start || caller >= unwinder_text_end)
+		return false;
+	if (old) {
+		*old = *set; /* read back only by the restore, which is skipped too */
+		t->masks_skipped++;
+		return true;
+	}
+	if (t->masks_skipped > 0) {
+		t->masks_skipped--;
+		return true;
+	}
+	return false;
 }
 
 /* ---- memory validation without a descriptor -------------------------- */
