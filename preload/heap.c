@@ -665,7 +665,8 @@ static inline bool filter_maybe(const void *p)
 static void filter_add(const void *p, int delta)
 {
 	_Atomic uint8_t *c = &filter.counts[filter_index(p, filter.mask)];
-	uint8_t old = atomic_load_explicit(c, memory_order_relaxed);
+	/* Read by a write that changes nothing (see live_insert). */
+	uint8_t old = atomic_fetch_add_explicit(c, 0, memory_order_relaxed);
 	while (old != 255 &&
 	       !atomic_compare_exchange_weak_explicit(c, &old, (uint8_t)(old + delta),
 						      memory_order_release, memory_order_relaxed))
@@ -697,7 +698,12 @@ static live_slot_t *live_insert(const void *p)
 	}
 	size_t i = live_index(p);
 	for (int probe = 0; probe < LIVE_PROBES; probe++, i = (i + 1) & live.mask) {
-		uintptr_t cur = atomic_load_explicit(&live.slots[i].block, memory_order_relaxed);
+		/* A read-modify-write that changes nothing: a page of the
+		 * table first touched here is mapped for writing at once,
+		 * where a load would map the zero page and the claim after it
+		 * copy that, flushing the other CPUs' TLBs (cprof_stacks_insert
+		 * says the same). */
+		uintptr_t cur = atomic_fetch_add_explicit(&live.slots[i].block, 0, memory_order_relaxed);
 		if (cur <= LIVE_TOMBSTONE &&
 		    atomic_compare_exchange_strong_explicit(&live.slots[i].block, &cur,
 							    (uintptr_t)p, memory_order_acq_rel,

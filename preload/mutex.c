@@ -101,9 +101,13 @@ static int waiter_enter(const void *lock, uint64_t *seen)
 	 * finds the count too. */
 	atomic_fetch_add_explicit(&lock_waiters_any, 1, memory_order_acq_rel);
 	/* Read before registering: a release recorded between this read and
-	 * the registration is this lock's, made while this thread waited. */
-	*seen = atomic_load_explicit(&lock_last_release[i], memory_order_acquire);
-	uint64_t key = atomic_load_explicit(&lock_keys[i], memory_order_relaxed);
+	 * the registration is this lock's, made while this thread waited.
+	 * Both reads are writes that change nothing, here and in the
+	 * hand-off: these tables' pages are then first touched by a write,
+	 * not mapped as the zero page and copied at the next write (which
+	 * flushes every other CPU's TLB; cprof_stacks_insert says more). */
+	*seen = atomic_fetch_add_explicit(&lock_last_release[i], 0, memory_order_acq_rel);
+	uint64_t key = atomic_fetch_add_explicit(&lock_keys[i], 0, memory_order_relaxed);
 	for (;;) {
 		uint64_t want;
 		if (key == 0)
@@ -196,7 +200,7 @@ static void mutex_charge(cprof_stack_t *s, int64_t delay)
 static void handoff_release(uint64_t gen, cprof_stack_t *entry)
 {
 	handoff_t *h = &handoffs[gen % HANDOFF_CELLS];
-	uint64_t word = atomic_load_explicit(&h->state, memory_order_acquire);
+	uint64_t word = atomic_fetch_add_explicit(&h->state, 0, memory_order_acq_rel);
 	for (;;) {
 		int age = handoff_age(word, gen);
 		if (age > 0 || (age == 0 && (word & 3) != HANDOFF_WAITER))
@@ -224,7 +228,7 @@ static void handoff_release(uint64_t gen, cprof_stack_t *entry)
 static bool handoff_wait(uint64_t gen, int64_t delay)
 {
 	handoff_t *h = &handoffs[gen % HANDOFF_CELLS];
-	uint64_t word = atomic_load_explicit(&h->state, memory_order_acquire);
+	uint64_t word = atomic_fetch_add_explicit(&h->state, 0, memory_order_acq_rel);
 	for (;;) {
 		int age = handoff_age(word, gen);
 		if (age == 0 && (word & 3) != HANDOFF_WAITER) {

@@ -168,7 +168,13 @@ CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag
 	/* Linear probing; the index is at most half full (capacity check
 	 * below), so a probe sequence is short. */
 	for (size_t probe = 0; probe <= table.slot_mask; probe++, idx = (idx + 1) & table.slot_mask) {
-		uint32_t ref = atomic_load_explicit(&table.slots[idx], memory_order_acquire);
+		/* A read-modify-write that changes nothing, not a load: the
+		 * first touch of an index page is then a write, which maps a
+		 * page of its own. A load maps the shared zero page, and the
+		 * compare-and-swap after it copies that; a copy flushes the
+		 * other CPUs' TLBs (an interrupt each, 20-40 us in this VM):
+		 * most of what a short process paid for its CPU samples. */
+		uint32_t ref = atomic_fetch_add_explicit(&table.slots[idx], 0, memory_order_acquire);
 		if (ref == 0) {
 			if (!fresh) {
 				unsigned used = atomic_load_explicit(&table.used, memory_order_relaxed);
