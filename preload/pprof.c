@@ -677,7 +677,7 @@ static int gzip_buffer(const uint8_t *in, size_t len, uint8_t **out, size_t *out
 	 * it spare allocating (and faulting in) zlib's 256 KiB default. */
 	int window_bits = len < 4096 ? 12 : 15;
 	int mem_level = len < 4096 ? 4 : 8;
-	if (deflateInit2(&z, 6, Z_DEFLATED, window_bits + 16, mem_level, Z_DEFAULT_STRATEGY) !=
+	if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, window_bits + 16, mem_level, Z_DEFAULT_STRATEGY) !=
 	    Z_OK)
 		return -ENOMEM;
 	size_t cap = deflateBound(&z, len) + 32;
