@@ -37,7 +37,7 @@ LIBS := -lunwind -lprotobuf-c -lz -ldl -lpthread
 # (the writer/reader half) the cprof tool.
 CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
 	preload/symbolize.c preload/pprof.c preload/clock.c preload/labels.c preload/http_route.c \
-	preload/sources.c
+	preload/sources.c preload/thread_self.c
 # The parts that exist only inside a process wearing the shim.
 SHIM_SRC := preload/init.c preload/real.c preload/cpu.c preload/signals.c \
 	preload/dump.c preload/heap.c preload/mutex.c preload/block.c \

@@ -233,12 +233,30 @@ CPROF_SIGSAFE void cprof_capture_give(uintptr_t *pcs);
 /* The calling thread's stack bounds, found once outside any handler
  * (pthread_create's trampoline; the constructor for the main thread). */
 void cprof_unwind_thread_start(bool main_thread);
+/* The same for a thread whose bounds are known already (0, 0: not). */
+void cprof_unwind_thread_bounds(uintptr_t lo, uintptr_t hi);
 /* True when sp is on the calling thread's own stack, as far as known. */
 CPROF_SIGSAFE bool cprof_unwind_on_thread_stack(uintptr_t sp);
 /* A SIG_SETMASK call from libunwind's code at `caller` inside one of our
  * unwinds, where its signal blocking protects nothing: true when it is
  * skipped (unwind.c says which). */
 CPROF_SIGSAFE bool cprof_unwind_skips_mask(uintptr_t caller, const sigset_t *set, sigset_t *old);
+/* ---- a new thread's id and stack (thread_self.c) --------------------- */
+
+/* What pthread_create's wrapper passes the new thread about its stack. */
+typedef struct cprof_stack_hint {
+	uintptr_t user_lo, user_hi; /* a stack the program gave; 0, 0: glibc's */
+	size_t size;                /* glibc's: the size asked for (or the default) */
+} cprof_stack_hint_t;
+/* The constructor, on the main thread: finds where glibc keeps the id. */
+void cprof_self_init(pid_t main_tid);
+/* In pthread_create's wrapper, before the thread exists. */
+void cprof_self_hint(const pthread_attr_t *attr, cprof_stack_hint_t *hint);
+/* The calling thread's stack bounds as pthread_getattr_np gives them. */
+bool cprof_self_stack_asked(uintptr_t *lo, uintptr_t *hi);
+/* On the new thread: its id, and its stack's bounds (false: not known). */
+bool cprof_self_learn(const cprof_stack_hint_t *hint, pid_t *tid, uintptr_t *lo, uintptr_t *hi);
+
 /* The thread ends: its turn at libunwind's cached trace goes back. */
 void cprof_unwind_thread_exit(void);
 void cprof_unwind_atfork_child(void);

@@ -44,13 +44,23 @@ typedef struct thread_start {
 	unsigned ncreated; /* threads profile: where pthread_create was called */
 	uintptr_t created[CREATED_BY_DEPTH];
 	int64_t created_ns; /* CLOCK_MONOTONIC before the thread was made */
+	cprof_stack_hint_t stack; /* what the thread's stack was made from */
 } thread_start_t;
 
-static void thread_started(const thread_start_t *start)
+/* Out of line: nothing of the trampoline's frame may have its address
+ * taken, or its call of the thread's function is no tail call. */
+__attribute__((noinline)) static void thread_started(const thread_start_t *start)
 {
+	/* Its id and stack without a system call, where glibc's descriptor
+	 * has been seen to hold them (thread_self.c). */
+	uintptr_t lo = 0, hi = 0;
+	pid_t tid;
+	if (!cprof_self_learn(&start->stack, &tid, &lo, &hi))
+		lo = hi = 0;
+	cprof_thread.tid = tid;
 	if (thread_key_ok)
 		pthread_setspecific(thread_key, (void *)1);
-	cprof_unwind_thread_start(false);
+	cprof_unwind_thread_bounds(lo, hi);
 	cprof_threads_thread_start(start->created, start->ncreated);
 	cprof_cpu_thread_start(start->created_ns);
 }
@@ -61,7 +71,6 @@ static void *thread_trampoline(void *p)
 	void *(*fn)(void *) = start->fn;
 	void *arg = start->arg;
 	cprof_thread.busy++;
-	cprof_thread.tid = (pid_t)syscall(SYS_gettid);
 	cprof_thread.labels = start->labels;
 	thread_started(start);
 	cprof_sigmask_thread_start(start->sigmask_view, start->sigmask_maybe_blocked);
@@ -97,6 +106,7 @@ CPROF_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
 		!cprof_unwind_on_thread_stack((uintptr_t)__builtin_frame_address(0)) ||
 		(attr && pthread_attr_getsigmask_np(attr, &attr_mask) == 0);
 	start->ncreated = cprof_threads_creator(start->created, CREATED_BY_DEPTH);
+	cprof_self_hint(attr, &start->stack);
 	start->created_ns = cprof_now_ns(CLOCK_MONOTONIC);
 	int err = real_pthread_create(thread, attr, thread_trampoline, start);
 	if (err)
@@ -132,6 +142,7 @@ __attribute__((constructor)) static void cprof_init(void)
 {
 	cprof_thread.busy++;
 	cprof_thread.tid = (pid_t)syscall(SYS_gettid);
+	cprof_self_init(cprof_thread.tid);
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
 	cprof_config_load();
 	cprof_real_init();

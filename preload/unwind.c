@@ -383,16 +383,19 @@ void cprof_unwind_thread_start(bool main_thread)
 		t->stack_hi = hi;
 		return;
 	}
-	pthread_attr_t attr;
-	if (pthread_getattr_np(pthread_self(), &attr) != 0)
-		return;
-	void *addr;
-	size_t size;
-	if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
-		t->stack_lo = (uintptr_t)addr;
-		t->stack_hi = (uintptr_t)addr + size;
+	uintptr_t lo, hi;
+	if (cprof_self_stack_asked(&lo, &hi)) {
+		t->stack_lo = lo;
+		t->stack_hi = hi;
 	}
-	pthread_attr_destroy(&attr);
+}
+
+void cprof_unwind_thread_bounds(uintptr_t lo, uintptr_t hi)
+{
+	unwind_thread_t *t = &unwind_tls;
+	t->trace = TRACE_UNDECIDED;
+	t->stack_lo = lo < hi ? lo : 0;
+	t->stack_hi = lo < hi ? hi : 0;
 }
 
 /* ---- capture buffers ---------------------------------------------------- */
