@@ -668,7 +668,11 @@ static bool load_mhd(void)
 }
 
 /* CPROF_HTTP_TOKEN, or the first line of CPROF_HTTP_TOKEN_FILE, which
- * must be a regular file of ours that nobody else can read. */
+ * must be a regular file of ours that nobody else can read. Read in the
+ * constructor, by raw system calls (the descriptor is open for those
+ * three calls only), so that a bad file is said before the program runs,
+ * however short it is: from the serving thread, a program that ended
+ * first never heard why it had no endpoint. */
 static bool load_token(void)
 {
 	if (cprof_config.http_token[0]) {
@@ -678,13 +682,13 @@ static bool load_token(void)
 	if (!cprof_config.http_token_file[0])
 		return true;
 	const char *path = cprof_config.http_token_file;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0) {
+	if (fd < 0 || syscall(SYS_fstat, fd, &st) != 0) {
 		cprof_log("CPROF_HTTP_TOKEN_FILE=\"%s\" cannot be read (%s); no endpoint", path,
 			  strerror(errno));
 		if (fd >= 0)
-			close(fd);
+			syscall(SYS_close, fd);
 		return false;
 	}
 	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) || st.st_uid != geteuid()) {
@@ -692,12 +696,12 @@ static bool load_token(void)
 		snprintf(mode, sizeof mode, "%o", (unsigned)(st.st_mode & 07777));
 		cprof_log("CPROF_HTTP_TOKEN_FILE=\"%s\" must be a file of this user with mode 0600 "
 			  "(it is %s); no endpoint", path, mode);
-		close(fd);
+		syscall(SYS_close, fd);
 		return false;
 	}
 	char buf[sizeof http.token + 2];
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
+	ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+	syscall(SYS_close, fd);
 	if (n < 0)
 		n = 0;
 	buf[n] = 0;
@@ -915,7 +919,7 @@ static void *http_main(void *arg)
 			  strerror(-err));
 		return NULL;
 	}
-	if (!load_token() || !load_mhd()) {
+	if (!load_mhd()) {
 		drop_stderr();
 		return NULL;
 	}
@@ -965,7 +969,7 @@ static void *http_main(void *arg)
 
 void cprof_http_start(void)
 {
-	if (!cprof_config.http[0])
+	if (!cprof_config.http[0] || !load_token())
 		return;
 	int err = cprof_thread_start_detached(http_main);
 	if (err)

@@ -311,6 +311,25 @@ test_http_token() {
 	svc_stop
 }
 
+# A bad token file is said however short the program: 10 runs of `true`
+# (which ends at once) with a 0644 file each print the one line and exit 0.
+# The check used to run on the serving thread, and a program that ended
+# first never heard it (4 runs in 10 here).
+test_http_token_file_short_program() {
+	printf 'tok\n' >tok
+	chmod 0644 tok
+	local i said=0
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		run_profiled out CPROF_HTTP=0.0.0.0:0 CPROF_HTTP_TOKEN_FILE="$PWD/tok" -- true 2>e ||
+			fail "run $i: exit $?" || return 1
+		[ "$(grep -c '^cprof: ' e)" = 1 ] &&
+			grep -q 'must be a file of this user with mode 0600 (it is 644)' e &&
+			said=$((said + 1))
+	done
+	echo "the line in $said of 10 runs"
+	[ "$said" = 10 ] || fail "the refusal was said in $said of 10 runs" || return 1
+}
+
 # unix:/path: a socket of mode 0600 whatever the umask; [::1] and
 # localhost work too.
 test_http_unix_and_ipv6() {
