@@ -589,6 +589,9 @@ size_t cprof_pprof_count(cprof_kind_t kind);
 
 /* Starts the serving thread when CPROF_HTTP is set (constructor). */
 void cprof_http_start(void);
+/* At exit: waits (2 s at most) until that thread serves or has said why
+ * it does not. */
+void cprof_http_settle(void);
 
 /* ---- dumps (dump.c) ------------------------------------------------- */
 

@@ -49,6 +49,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
@@ -905,11 +906,20 @@ static void resume_due(int64_t now)
 		}
 }
 
-static void *http_main(void *arg)
+/* 1 while the serving thread is starting: until it serves, or has said
+ * why it will not. An exit waits for that (cprof_http_settle), so that
+ * a short program still hears the one line its setting earned. */
+static _Atomic int http_starting;
+
+static void start_settled(void)
 {
-	(void)arg;
-	cprof_thread.busy = 1; /* nothing this thread does is the program's */
-	prctl(PR_SET_NAME, "cprof-http"); /* for top -H and ps -L */
+	atomic_store(&http_starting, 0);
+	syscall(SYS_futex, &http_starting, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* The serving thread's start: true when it serves. Says why not. */
+static bool http_begin(void)
+{
 	cprof_http_address_t address;
 	cprof_http_parse_address(cprof_config.http, &address); /* validated by config.c */
 
@@ -917,18 +927,18 @@ static void *http_main(void *arg)
 	if (err < 0) {
 		cprof_log("CPROF_HTTP: cannot get a descriptor table of its own (%s); no endpoint",
 			  strerror(-err));
-		return NULL;
+		return false;
 	}
 	if (!load_mhd()) {
 		drop_stderr();
-		return NULL;
+		return false;
 	}
 	int listener = open_listener(&address);
 	if (listener < 0) {
 		cprof_log("CPROF_HTTP=\"%s\": cannot listen (%s); no endpoint", cprof_config.http,
 			  strerror(-listener));
 		drop_stderr();
-		return NULL;
+		return false;
 	}
 	http.nslots = cprof_config.http_connections + 16; /* room to say 503 */
 	http.slots = calloc(http.nslots, sizeof *http.slots);
@@ -947,12 +957,24 @@ static void *http_main(void *arg)
 			  cprof_config.http);
 		close(listener);
 		drop_stderr();
-		return NULL;
+		return false;
 	}
 	if (address.family != AF_UNIX && address.port == 0)
 		write_address_file();
 	cprof_log("serving /debug/pprof/ on %s", http.where);
 	drop_stderr();
+	return true;
+}
+
+static void *http_main(void *arg)
+{
+	(void)arg;
+	cprof_thread.busy = 1; /* nothing this thread does is the program's */
+	prctl(PR_SET_NAME, "cprof-http"); /* for top -H and ps -L */
+	bool serving = http_begin();
+	start_settled();
+	if (!serving)
+		return NULL;
 
 	/* From here the thread serves until the process ends: it must not
 	 * keep the process alive when the program's threads are gone. (The
@@ -971,8 +993,23 @@ void cprof_http_start(void)
 {
 	if (!cprof_config.http[0] || !load_token())
 		return;
+	atomic_store(&http_starting, 1);
 	int err = cprof_thread_start_detached(http_main);
-	if (err)
+	if (err) {
+		atomic_store(&http_starting, 0);
 		cprof_log("CPROF_HTTP: cannot start the serving thread (%s); no endpoint",
 			  strerror(err));
+	}
+}
+
+void cprof_http_settle(void)
+{
+	int64_t deadline = now_mono() + 2000000000; /* 2 s: a loader lock held forever */
+	while (atomic_load(&http_starting)) {
+		int64_t left = deadline - now_mono();
+		if (left <= 0)
+			return;
+		struct timespec ts = { left / 1000000000, left % 1000000000 };
+		syscall(SYS_futex, &http_starting, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
+	}
 }

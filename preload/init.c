@@ -174,6 +174,7 @@ __attribute__((destructor)) static void cprof_fini(void)
 	if (!atomic_exchange(&cprof_running, 0))
 		return;
 	cprof_thread.busy++;
+	cprof_http_settle();
 	for (int k = 0; k < CPROF_KIND_COUNT; k++)
 		if (cprof_sources[k].stop)
 			cprof_sources[k].stop();

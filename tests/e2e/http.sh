@@ -311,10 +311,12 @@ test_http_token() {
 	svc_stop
 }
 
-# A bad token file is said however short the program: 10 runs of `true`
-# (which ends at once) with a 0644 file each print the one line and exit 0.
-# The check used to run on the serving thread, and a program that ended
-# first never heard it (4 runs in 10 here).
+# A bad token file, or an address taken, is said however short the
+# program: 10 runs of `true` (which ends at once) with a 0644 file, and 10
+# on the port a running service holds, each print the one line and exit 0.
+# Both were said on the serving thread only, which a program that ended
+# first never heard: the token file's refusal in 4 runs of 10, the taken
+# port's in none.
 test_http_token_file_short_program() {
 	printf 'tok\n' >tok
 	chmod 0644 tok
@@ -328,6 +330,17 @@ test_http_token_file_short_program() {
 	done
 	echo "the line in $said of 10 runs"
 	[ "$said" = 10 ] || fail "the refusal was said in $said of 10 runs" || return 1
+	http_start svc -- || return 1
+	said=0
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		run_profiled out2 CPROF_HTTP="$ADDR" -- true 2>e ||
+			fail "taken port, run $i: exit $?" || return 1
+		[ "$(grep -c '^cprof: ' e)" = 1 ] && grep -q 'cannot listen (Address already in use)' e &&
+			said=$((said + 1))
+	done
+	svc_stop
+	echo "the taken port's line in $said of 10 runs"
+	[ "$said" = 10 ] || fail "the taken port was said in $said of 10 runs" || return 1
 }
 
 # unix:/path: a socket of mode 0600 whatever the umask; [::1] and
