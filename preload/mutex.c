@@ -374,7 +374,7 @@ CPROF_NEXT(int, pthread_rwlock_trywrlock, (pthread_rwlock_t *l), (l))
  * for good; a process-shared mutex (another process may hold it) is always
  * tried. */
 enum { ROUTE_FORWARD, ROUTE_SINGLE, ROUTE_TRY };
-static int mutex_lock_route;
+static _Atomic int mutex_lock_route;
 #define MUTEX_PSHARED_BIT 128 /* glibc's __kind bit for a process-shared mutex */
 
 LOCK_PATHS(pthread_mutex_lock, pthread_mutex_trylock, (pthread_mutex_t *lock), (lock))
@@ -382,7 +382,7 @@ LOCK_PATHS(pthread_mutex_lock, pthread_mutex_trylock, (pthread_mutex_t *lock), (
 __attribute__((noinline)) static int mutex_lock_single(pthread_mutex_t *lock)
 {
 	if (!__libc_single_threaded)
-		__atomic_store_n(&mutex_lock_route, ROUTE_TRY, __ATOMIC_RELAXED);
+		atomic_store_explicit(&mutex_lock_route, ROUTE_TRY, memory_order_relaxed);
 	else if (!(lock->__data.__kind & MUTEX_PSHARED_BIT))
 		return real_pthread_mutex_lock(lock);
 	return try_pthread_mutex_lock(lock);
@@ -391,7 +391,7 @@ __attribute__((noinline)) static int mutex_lock_single(pthread_mutex_t *lock)
 CPROF_EXPORT __attribute__((optimize("omit-frame-pointer"))) int
 pthread_mutex_lock(pthread_mutex_t *lock)
 {
-	int route = mutex_lock_route;
+	int route = atomic_load_explicit(&mutex_lock_route, memory_order_relaxed);
 	if (CPROF_LIKELY(route == ROUTE_TRY))
 		return try_pthread_mutex_lock(lock);
 	if (route == ROUTE_FORWARD)
@@ -402,8 +402,8 @@ pthread_mutex_lock(pthread_mutex_t *lock)
 void cprof_locks_enable(void)
 {
 	cprof_locks_on = 1;
-	if (mutex_lock_route == ROUTE_FORWARD)
-		mutex_lock_route = ROUTE_SINGLE;
+	int forward = ROUTE_FORWARD;
+	atomic_compare_exchange_strong(&mutex_lock_route, &forward, ROUTE_SINGLE);
 }
 
 LOCK(pthread_mutex_timedlock, pthread_mutex_trylock,
@@ -514,5 +514,10 @@ void cprof_mutex_atfork_child(void)
 		atomic_store_explicit(&handoffs[i].entry, NULL, memory_order_relaxed);
 	}
 	atomic_store_explicit(&release_generation, 0, memory_order_relaxed);
+	atomic_store_explicit(&lock_waiters_any, 0, memory_order_relaxed);
+	/* The child has one thread: the single-thread route asks glibc again
+	 * at each lock, and takes the try-lock's for good once it says no. */
+	int tried = ROUTE_TRY;
+	atomic_compare_exchange_strong(&mutex_lock_route, &tried, ROUTE_SINGLE);
 	cprof_wait_random_reset();
 }

@@ -30,7 +30,7 @@
 #define VERIFY_THREADS 2
 #define RECHECK_EVERY 64
 #define PAGE 4096u
-#define TID_SCAN_BYTES 1024 /* glibc 2.17-2.41 keep it at 720 */
+#define TID_SCAN_BYTES 1024 /* the id is at 720 in glibc 2.36 (bookworm) */
 #define TOP_OFFSET_MAX 65536
 
 static int tid_offset = -1;          /* in the descriptor; -1: not found */

@@ -529,7 +529,8 @@ CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max)
 	unwind_tls.from_signal++;
 	unwind_tls.unwinding++;
 	int depth = unwind_signal_walk(uc, pcs, max);
-	unwind_tls.unwinding--;
+	if (--unwind_tls.unwinding == 0)
+		unwind_tls.masks_skipped = 0; /* a pair left half-done ends here */
 	unwind_tls.from_signal--;
 	cancel_restore(cancel_state);
 	return depth;
@@ -566,7 +567,8 @@ int cprof_unwind_remote(const uintptr_t regs[8], uintptr_t stack_lo, uintptr_t s
 	/* The first IP is inside a wrapper (libcprof's): skipped. */
 	if (unw_init_local(&cursor, (unw_context_t *)&uc) >= 0)
 		depth = collect(&cursor, pcs, 0, max, 0, 1);
-	t->unwinding--;
+	if (--t->unwinding == 0)
+		t->masks_skipped = 0;
 	t->remote_hi = 0;
 	t->copy = NULL;
 	return depth;
@@ -670,7 +672,8 @@ CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max)
 	int cancel_state = cancel_off();
 	unwind_tls.unwinding++;
 	int depth = unwind_here_walk(pcs, max);
-	unwind_tls.unwinding--;
+	if (--unwind_tls.unwinding == 0)
+		unwind_tls.masks_skipped = 0; /* a pair left half-done ends here */
 	cancel_restore(cancel_state);
 	return depth;
 }
