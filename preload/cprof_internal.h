@@ -592,6 +592,8 @@ void cprof_http_start(void);
 /* At exit: waits (2 s at most) until that thread serves or has said why
  * it does not. */
 void cprof_http_settle(void);
+/* In a forked child: no serving thread to wait for. */
+void cprof_http_atfork_child(void);
 
 /* ---- dumps (dump.c) ------------------------------------------------- */
 

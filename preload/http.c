@@ -1002,6 +1002,13 @@ void cprof_http_start(void)
 	}
 }
 
+/* A forked child has no serving thread (its parent's stays the
+ * parent's): nothing to wait for at its exit. */
+void cprof_http_atfork_child(void)
+{
+	atomic_store(&http_starting, 0);
+}
+
 void cprof_http_settle(void)
 {
 	int64_t deadline = now_mono() + 2000000000; /* 2 s: a loader lock held forever */

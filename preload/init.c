@@ -131,6 +131,7 @@ static void atfork_child(void)
 	cprof_stacks_reset();
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
 	cprof_unwind_atfork_child();
+	cprof_http_atfork_child();
 	for (int k = 0; k < CPROF_KIND_COUNT; k++)
 		if (cprof_sources[k].atfork_child)
 			cprof_sources[k].atfork_child();
