@@ -230,11 +230,11 @@ CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max);
 CPROF_SIGSAFE uintptr_t *cprof_capture_take(void);
 CPROF_SIGSAFE void cprof_capture_give(uintptr_t *pcs);
 
-/* The calling thread's stack bounds, found once outside any handler
- * (pthread_create's trampoline; the constructor for the main thread). */
-void cprof_unwind_thread_start(bool main_thread);
-/* The same for a thread whose bounds are known already (0, 0: not). */
+/* The calling thread's stack bounds, set once outside any handler
+ * (pthread_create's trampoline, from thread_self.c; 0, 0: not known). */
 void cprof_unwind_thread_bounds(uintptr_t lo, uintptr_t hi);
+/* The same for the main thread, from the stack limit (the constructor). */
+void cprof_unwind_main_start(void);
 /* True when sp is on the calling thread's own stack, as far as known. */
 CPROF_SIGSAFE bool cprof_unwind_on_thread_stack(uintptr_t sp);
 /* A SIG_SETMASK call from libunwind's code at `caller` inside one of our
@@ -263,8 +263,7 @@ void cprof_unwind_atfork_child(void);
 /* Threads holding a libunwind trace cache now (<= CPROF_UNWIND_CACHES). */
 unsigned cprof_unwind_cached_threads(void);
 
-/* The calling thread's stack bounds as cprof_unwind_thread_start found
- * them (0, 0: not known). */
+/* The calling thread's stack bounds as set above (0, 0: not known). */
 void cprof_unwind_stack_bounds(uintptr_t *lo, uintptr_t *hi);
 /* Another thread's stack, leaf first, from the registers it published
  * (wait.h: rip rsp rbp rbx r12-r15), over `copy`: copy_len bytes of its

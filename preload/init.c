@@ -155,7 +155,7 @@ __attribute__((constructor)) static void cprof_init(void)
 	}
 	if (cprof_labels_init(cprof_config.label_sets) < 0)
 		cprof_log("cannot map the label table; samples carry no labels");
-	cprof_unwind_thread_start(true);
+	cprof_unwind_main_start();
 	cprof_unwind_init();
 	thread_key_ok = pthread_key_create(&thread_key, on_thread_exit) == 0;
 	cprof_dump_init();

@@ -66,7 +66,7 @@
 
 /* Per-thread unwinding state, initial-exec TLS (no allocation, one load):
  * the thread's own stack, found once outside any handler
- * (cprof_unwind_thread_start), for the room check; whether this thread
+ * (cprof_unwind_thread_bounds, cprof_unwind_main_start), for the room check; whether this thread
  * may use libunwind's cached fast trace; and, while it unwinds, the flag
  * that has dl_iterate_phdr below answer lock-free. */
 typedef struct unwind_thread {
@@ -330,7 +330,7 @@ CPROF_EXPORT int dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, 
  * cursor, context and DWARF state, measured by tests/unit/test_unwind.c);
  * with less, the event is counted under "[cprof: no stack room]"
  * instead. The stack the capture runs on is the thread's own (bounds from
- * cprof_unwind_thread_start) or its alternate stack (the handler's
+ * cprof_unwind_thread_bounds) or its alternate stack (the handler's
  * ucontext says where that is; a wrapper asks sigaltstack, only when the
  * stack pointer is outside the thread's own stack). A stack libcprof does
  * not know (a coroutine's, a thread made with raw clone or before the
@@ -362,32 +362,22 @@ CPROF_SIGSAFE bool cprof_unwind_on_thread_stack(uintptr_t sp)
 	return unwind_tls.stack_lo && within(sp, unwind_tls.stack_lo, unwind_tls.stack_hi);
 }
 
-/* The thread's own stack, once, outside any handler. */
-void cprof_unwind_thread_start(bool main_thread)
+/* The main thread's stack, in the constructor. pthread_getattr_np would
+ * read /proc/self/maps for it: its stack ends at __libc_stack_end's page
+ * and may grow down to the stack limit. */
+void cprof_unwind_main_start(void)
 {
-	unwind_thread_t *t = &unwind_tls;
-	t->stack_lo = t->stack_hi = 0;
-	t->trace = TRACE_UNDECIDED;
-	if (main_thread) {
-		/* pthread_getattr_np would read /proc/self/maps for the main
-		 * thread: its stack ends at __libc_stack_end's page and may
-		 * grow down to the stack limit. */
-		extern void *__libc_stack_end;
-		struct rlimit rl;
-		uintptr_t hi = ((uintptr_t)__libc_stack_end + 4095) & ~(uintptr_t)4095;
-		if (getrlimit(RLIMIT_STACK, &rl) != 0)
-			return;
-		uintptr_t size = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1ul << 30)
-					 ? (1ul << 30) : (uintptr_t)rl.rlim_cur;
-		t->stack_lo = hi - size + 4096; /* the kernel's gap below is not stack */
-		t->stack_hi = hi;
+	extern void *__libc_stack_end;
+	struct rlimit rl;
+	uintptr_t hi = ((uintptr_t)__libc_stack_end + 4095) & ~(uintptr_t)4095;
+	if (getrlimit(RLIMIT_STACK, &rl) != 0) {
+		cprof_unwind_thread_bounds(0, 0);
 		return;
 	}
-	uintptr_t lo, hi;
-	if (cprof_self_stack_asked(&lo, &hi)) {
-		t->stack_lo = lo;
-		t->stack_hi = hi;
-	}
+	uintptr_t size = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1ul << 30)
+				 ? (1ul << 30) : (uintptr_t)rl.rlim_cur;
+	/* The kernel's gap below is not stack. */
+	cprof_unwind_thread_bounds(hi - size + 4096, hi);
 }
 
 void cprof_unwind_thread_bounds(uintptr_t lo, uintptr_t hi)

@@ -87,7 +87,9 @@ __attribute__((noinline)) static int recurse(probe_t *p, int n)
 static void *run(void *arg)
 {
 	probe_t *p = arg;
-	cprof_unwind_thread_start(false);
+	uintptr_t lo = 0, hi = 0;
+	assert_true(cprof_self_stack_asked(&lo, &hi));
+	cprof_unwind_thread_bounds(lo, hi);
 	current = p;
 	recurse(p, p->frames);
 	return NULL;
