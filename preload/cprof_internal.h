@@ -489,6 +489,11 @@ void cprof_symbolizer_free(cprof_symbolizer_t *s);
  * result's strings live until cprof_symbolizer_free. Each address is
  * looked up once; a repeated call answers from a cache. */
 void cprof_symbolize(cprof_symbolizer_t *s, uintptr_t address, cprof_symbol_t *out);
+/* The address will be looked up (as cprof_symbolize takes it): told for
+ * all of a dump's addresses before its first lookup, the symbol tables
+ * are read for them alone. An address looked up untold still gets its
+ * answer (the mapping's whole table is read then). */
+void cprof_symbolizer_want(cprof_symbolizer_t *s, uintptr_t address);
 /* The index of the mapping holding the address, -1 none; no lookup. */
 int cprof_symbolizer_mapping_of(cprof_symbolizer_t *s, uintptr_t address);
 /* Mappings with their has_* flags as they stand after the lookups made. */
@@ -550,6 +555,10 @@ extern int64_t cprof_pprof_period[CPROF_KIND_COUNT];
 /* A source that started: its kind is dumped from now on, with this
  * period and values transform (NULL: raw counters). */
 void cprof_source_register(cprof_kind_t kind, int64_t period, cprof_values_fn values);
+
+/* Tells the symbolizer every address of `kind`'s stacks now (the build
+ * does it for its own kind; a dump of several tells them all first). */
+void cprof_pprof_want(cprof_kind_t kind, cprof_symbolizer_t *sym);
 
 /* Builds the gzipped profile.proto for `kind` from the stack table.
  * Returns 0 and a malloc'd buffer, or -errno. */

@@ -307,6 +307,9 @@ int cprof_dump_write(const char *why, bool final)
 		first_err = -ENOMEM;
 		kinds = 0;
 	}
+	for (int k = 0; k < CPROF_KIND_COUNT; k++)
+		if (kinds & (1u << k))
+			cprof_pprof_want((cprof_kind_t)k, sym);
 	unsigned seq = atomic_load(&shared->next_seq);
 	int64_t now = cprof_now_ns(CLOCK_REALTIME);
 	char failed[64] = ""; /* kinds lost, for the one line a dump may cost */

@@ -435,6 +435,11 @@ typedef struct symbol_ctx {
 	text_t *out;
 } symbol_ctx_t;
 
+static void symbol_want(uint64_t address, void *p)
+{
+	cprof_symbolizer_want(((symbol_ctx_t *)p)->sym, (uintptr_t)address);
+}
+
 static void symbol_line(uint64_t address, void *p)
 {
 	symbol_ctx_t *ctx = p;
@@ -460,6 +465,7 @@ static enum MHD_Result serve_symbol(request_t *r)
 	if (r->body_len) {
 		symbol_ctx_t ctx = { cprof_symbolizer_new(), &t };
 		if (ctx.sym) {
+			cprof_http_symbol_addresses(r->body, r->body_len, symbol_want, &ctx);
 			cprof_http_symbol_addresses(r->body, r->body_len, symbol_line, &ctx);
 			cprof_symbolizer_free(ctx.sym);
 		}

@@ -499,6 +499,17 @@ static void text_entry(const cprof_stack_t *s, void *p)
 	fputc('\n', t->f);
 }
 
+static void want_entry(const cprof_stack_t *s, void *ctx)
+{
+	for (unsigned i = 0; i < s->depth; i++)
+		cprof_symbolizer_want(ctx, s->frames[i]);
+}
+
+void cprof_pprof_want(cprof_kind_t kind, cprof_symbolizer_t *sym)
+{
+	cprof_source_foreach(kind, want_entry, sym);
+}
+
 int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, int debug, char **out,
 		     size_t *out_len)
 {
@@ -522,6 +533,7 @@ int cprof_pprof_text(cprof_kind_t kind, cprof_symbolizer_t *sym, int debug, char
 		return err;
 	}
 	text_ctx_t t = { .f = f, .kind = kind, .sym = sym, .header_pass = true };
+	cprof_pprof_want(kind, sym);
 	cprof_source_foreach(kind, text_entry, &t);
 	if (kind == CPROF_KIND_HEAP) {
 		/* Values are already unbiased estimates: heap/2 is Go's way of
@@ -759,6 +771,8 @@ int cprof_pprof_build_with(cprof_kind_t kind, cprof_symbolizer_t *sym, int64_t n
 	period_type.type = intern(&b, b.format->period_type[0]);
 	period_type.unit = intern(&b, b.format->period_type[1]);
 
+	if (!b.addresses_only)
+		cprof_pprof_want(kind, sym);
 	cprof_source_foreach(kind, add_sample, &b);
 
 	/* Mappings, with their flags as the lookups left them. */

@@ -8,7 +8,9 @@
  * process that never symbolizes never loads it; inline expansion from
  * DWARF, read only for the modules CPROF_LINES asks for (by default not
  * for system libraries' separate debug files, whose decompression was
- * most of a short process's exit); the dladdr() fallback when libdw is
+ * most of a short process's exit); function symbol tables, each read
+ * whole or, when a dump told its addresses first, only the part they
+ * need (build_wanted_symbols); the dladdr() fallback when libdw is
  * missing; the per-symbolizer address cache and the arena holding every
  * string it hands out.
  *
@@ -327,6 +329,16 @@ typedef struct {
 			     * elements through an array of pointers */
 } sym_t;
 
+/* The addresses a dump will look up in one mapping, told before the
+ * first lookup (cprof_symbolizer_want), so its symbol table is read for
+ * them alone (see build_symbols). */
+typedef struct {
+	uintptr_t *v;
+	size_t n, cap;
+	size_t sorted;              /* v[0..sorted) sorted, distinct */
+	bool overflow;              /* too many, or one unannounced: the whole table */
+} wanted_t;
+
 typedef struct {
 	bool mod_tried, syms_built;
 	bool main_program;          /* the executable's own file */
@@ -334,6 +346,10 @@ typedef struct {
 	Dwfl_Module *mod;           /* the libdw module holding the mapping */
 	sym_t *syms;                /* function symbols sorted by address */
 	size_t nsyms;
+	bool partial;               /* syms answer for covered[] only */
+	uintptr_t *covered;         /* sorted, distinct */
+	size_t ncovered;
+	wanted_t want;              /* told since syms were made */
 } mapping_state_t;
 
 typedef struct {
@@ -638,8 +654,11 @@ void cprof_symbolizer_free(cprof_symbolizer_t *s)
 	free(s->mappings);
 	free(s->stats);
 	free(s->by_addr);
-	for (unsigned i = 0; s->mstate && i < s->nmappings; i++)
+	for (unsigned i = 0; s->mstate && i < s->nmappings; i++) {
 		free(s->mstate[i].syms);
+		free(s->mstate[i].want.v);
+		free(s->mstate[i].covered);
+	}
 	free(s->mstate);
 	for (size_t i = 0; i < s->cus_cap; i++)
 		free(s->cus[i].v);
@@ -905,31 +924,56 @@ static uint64_t section_end(Elf *elf, GElf_Word shndx, Dwarf_Addr bias, uint64_t
 	return sh.sh_addr + sh.sh_size + bias;
 }
 
-static void build_symbols(mapping_state_t *ms, const cprof_mapping_t *m)
+/* Symbol i of the module as a table entry, if it is a function symbol
+ * (or a sizeless label) that can hold this mapping's addresses. */
+static bool symbol_entry(mapping_state_t *ms, const cprof_mapping_t *m, int i, sym_t *out)
 {
-	ms->syms_built = true;
-	int n = dw.dwfl_module_getsymtab(ms->mod);
-	if (n <= 1)
-		return;
+	GElf_Sym sym;
+	GElf_Addr addr;
+	GElf_Word shndx;
+	Elf *elf;
+	Dwarf_Addr bias;
+	const char *name = dw.dwfl_module_getsym_info(ms->mod, i, &sym, &addr, &shndx, &elf, &bias);
+	unsigned type = GELF_ST_TYPE(sym.st_info);
+	if (!name || !name[0] || shndx == SHN_UNDEF || shndx == SHN_ABS ||
+	    (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
+		return false;
+	uint64_t end = sym.st_size ? addr + sym.st_size : addr + 1;
+	if (addr >= m->limit || end <= m->start)
+		return false;
+	*out = (sym_t){
+		.lo = addr,
+		.hi = sym.st_size ? addr + sym.st_size : section_end(elf, shndx, bias, m->limit),
+		.name = name,
+		.order = sym_order_rank(&sym),
+		.sized = sym.st_size != 0,
+	};
+	return true;
+}
+
+/* One entry per address (the best alias); sizeless ones end where the
+ * next entry starts, or with their section. */
+static size_t finish_symbols(sym_t *v, size_t k)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < k; i++)
+		if (j == 0 || v[j - 1].lo != v[i].lo)
+			v[j++] = v[i];
+	for (size_t i = 0; i + 1 < j; i++)
+		if (!v[i].sized && v[i + 1].lo < v[i].hi)
+			v[i].hi = v[i + 1].lo;
+	return j;
+}
+
+static void build_all_symbols(mapping_state_t *ms, const cprof_mapping_t *m, int n)
+{
 	/* Grown as needed: most of a library's symbols are not functions of
 	 * its text, and untouched pages are not faulted in. */
 	sym_t *v = NULL;
 	size_t k = 0, cap = 0;
 	for (int i = 1; i < n; i++) {
-		GElf_Sym sym;
-		GElf_Addr addr;
-		GElf_Word shndx;
-		Elf *elf;
-		Dwarf_Addr bias;
-		const char *name = dw.dwfl_module_getsym_info(ms->mod, i, &sym, &addr,
-							      &shndx, &elf, &bias);
-		unsigned type = GELF_ST_TYPE(sym.st_info);
-		if (!name || !name[0] || shndx == SHN_UNDEF || shndx == SHN_ABS ||
-		    (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
-			continue;
-		/* Only what can hold this mapping's addresses. */
-		uint64_t end = sym.st_size ? addr + sym.st_size : addr + 1;
-		if (addr >= m->limit || end <= m->start)
+		sym_t e;
+		if (!symbol_entry(ms, m, i, &e))
 			continue;
 		if (k == cap) {
 			size_t ncap = cap ? cap * 2 : 512;
@@ -939,29 +983,223 @@ static void build_symbols(mapping_state_t *ms, const cprof_mapping_t *m)
 			v = t;
 			cap = ncap;
 		}
-		v[k++] = (sym_t){
-			.lo = addr,
-			.hi = sym.st_size ? addr + sym.st_size
-					  : section_end(elf, shndx, bias, m->limit),
-			.name = name,
-			.order = sym_order_rank(&sym),
-			.sized = sym.st_size != 0,
-		};
+		v[k++] = e;
 	}
 	if (!v)
 		return;
 	sort_symbols(v, k);
-	/* One symbol per address (the best); sizeless ones end where the
-	 * next symbol starts, or with their section. */
-	size_t j = 0;
-	for (size_t i = 0; i < k; i++)
-		if (j == 0 || v[j - 1].lo != v[i].lo)
-			v[j++] = v[i];
-	for (size_t i = 0; i + 1 < j; i++)
-		if (!v[i].sized && v[i + 1].lo < v[i].hi)
-			v[i].hi = v[i + 1].lo;
 	ms->syms = v;
-	ms->nsyms = j;
+	ms->nsyms = finish_symbols(v, k);
+}
+
+/* ---- the table for the wanted addresses alone --------------------------
+ * A short process's dump looks up a few dozen addresses in libc, whose
+ * table of 6,800 function symbols (2 x 218 KiB to sort, faulted in page
+ * by page) cost 1 ms of a 1.4 ms profile build. find_symbol looks at most
+ * WINDOW entries below an address, so for a sorted set of wanted
+ * addresses W only the WINDOW highest distinct addresses of symbols in
+ * each gap (W[j-1], W[j]] can matter: with the gaps below, they are the
+ * WINDOW highest at or below W[j]. One pass over the symbols keeps them,
+ * the best alias at each address as the sort would; the concatenated
+ * gaps are the table, and find_symbol answers for every wanted address
+ * exactly as from the whole table. A sizeless entry's end (the next
+ * entry) may lie further than in the whole table, but never at or below
+ * an address it is the closest symbol to. */
+#define WINDOW 16
+#define WANT_MAX 4096
+
+typedef struct {
+	sym_t e[WINDOW]; /* ascending by lo, distinct */
+	unsigned n;
+} gap_t;
+
+/* a before b among aliases at one address, as sort_symbols orders them. */
+static bool alias_before(const sym_t *a, const sym_t *b)
+{
+	uint32_t rank = 7u << 29;
+	sym_t x = *a, y = *b;
+	x.order = (x.order & rank) | sym_order_name(x.name);
+	y.order = (y.order & rank) | sym_order_name(y.name);
+	return sym_cmp(&x, &y) < 0;
+}
+
+static void gap_add(gap_t *g, const sym_t *e)
+{
+	unsigned i = g->n;
+	while (i > 0 && g->e[i - 1].lo > e->lo)
+		i--;
+	if (i > 0 && g->e[i - 1].lo == e->lo) {
+		if (alias_before(e, &g->e[i - 1]))
+			g->e[i - 1] = *e;
+		return;
+	}
+	if (g->n < WINDOW) {
+		memmove(&g->e[i + 1], &g->e[i], (g->n - i) * sizeof *e);
+		g->e[i] = *e;
+		g->n++;
+		return;
+	}
+	if (i == 0)
+		return; /* below the WINDOW kept */
+	memmove(&g->e[0], &g->e[1], (i - 1) * sizeof *e);
+	g->e[i - 1] = *e;
+}
+
+static int cmp_uintptr(const void *pa, const void *pb)
+{
+	uintptr_t a = *(const uintptr_t *)pa, b = *(const uintptr_t *)pb;
+	return a < b ? -1 : a > b;
+}
+
+/* Sorts the wanted addresses and drops repeats. */
+static void want_sort(wanted_t *w)
+{
+	if (w->sorted == w->n)
+		return;
+	qsort(w->v, w->n, sizeof *w->v, cmp_uintptr);
+	size_t j = 0;
+	for (size_t i = 0; i < w->n; i++)
+		if (j == 0 || w->v[j - 1] != w->v[i])
+			w->v[j++] = w->v[i];
+	w->n = w->sorted = j;
+}
+
+static bool sorted_has(const uintptr_t *v, size_t n, uintptr_t a)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid] < a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && v[lo] == a;
+}
+
+/* false: no memory (the whole table will be read). */
+static bool want_add(wanted_t *w, uintptr_t address)
+{
+	if (w->n == w->cap) {
+		if (w->sorted < w->n) {
+			want_sort(w); /* repeats out before growing */
+			if (w->n < w->cap)
+				goto add;
+		}
+		size_t cap = w->cap ? w->cap * 2 : 64;
+		uintptr_t *t = cap <= WANT_MAX ? realloc(w->v, cap * sizeof *t) : NULL;
+		if (!t) {
+			w->overflow = true;
+			return false;
+		}
+		w->v = t;
+		w->cap = cap;
+	}
+add:
+	w->v[w->n++] = address;
+	return true;
+}
+
+/* false: no memory, or not worth it (the whole table is smaller). */
+static bool build_wanted_symbols(mapping_state_t *ms, const cprof_mapping_t *m, int n)
+{
+	wanted_t *w = &ms->want;
+	want_sort(w);
+	if (w->overflow || !w->n || w->n * WINDOW > (size_t)n)
+		return false;
+	gap_t *gaps = calloc(w->n, sizeof *gaps);
+	if (!gaps)
+		return false;
+	for (int i = 1; i < n; i++) {
+		sym_t e;
+		if (!symbol_entry(ms, m, i, &e) || e.lo > w->v[w->n - 1])
+			continue;
+		size_t lo = 0, hi = w->n; /* the first wanted address >= e.lo */
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (w->v[mid] < e.lo)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		gap_add(&gaps[lo], &e);
+	}
+	size_t k = 0;
+	for (size_t j = 0; j < w->n; j++)
+		k += gaps[j].n;
+	sym_t *v = malloc((k ? k : 1) * sizeof *v);
+	if (!v) {
+		free(gaps);
+		return false;
+	}
+	k = 0;
+	for (size_t j = 0; j < w->n; j++) {
+		memcpy(&v[k], gaps[j].e, gaps[j].n * sizeof *v);
+		k += gaps[j].n;
+	}
+	free(gaps);
+	ms->syms = v;
+	ms->nsyms = finish_symbols(v, k);
+	ms->partial = true;
+	ms->covered = w->v; /* what is told from now on is new */
+	ms->ncovered = w->n;
+	*w = (wanted_t){ 0 };
+	return true;
+}
+
+static void build_symbols(mapping_state_t *ms, const cprof_mapping_t *m)
+{
+	ms->syms_built = true;
+	ms->partial = false;
+	int n = dw.dwfl_module_getsymtab(ms->mod);
+	if (n <= 1)
+		return;
+	if (!build_wanted_symbols(ms, m, n))
+		build_all_symbols(ms, m, n);
+}
+
+/* Can the table answer for addr: every address, or addr was wanted
+ * before it was made. Else it is made again: for the wanted addresses,
+ * those it answered for and those told since, if addr is one of them;
+ * else whole. */
+static void symbols_for(mapping_state_t *ms, const cprof_mapping_t *m, uintptr_t addr)
+{
+	if (ms->syms_built && (!ms->partial || sorted_has(ms->covered, ms->ncovered, addr)))
+		return;
+	wanted_t *w = &ms->want;
+	if (ms->syms_built) {
+		free(ms->syms);
+		ms->syms = NULL;
+		ms->nsyms = 0;
+		for (size_t i = 0; i < ms->ncovered && !w->overflow; i++)
+			want_add(w, ms->covered[i]);
+		free(ms->covered);
+		ms->covered = NULL;
+		ms->ncovered = 0;
+	}
+	if (w->n) {
+		want_sort(w);
+		if (!sorted_has(w->v, w->n, addr))
+			w->overflow = true; /* looked up unannounced */
+	}
+	build_symbols(ms, m);
+}
+
+void cprof_symbolizer_want(cprof_symbolizer_t *s, uintptr_t address)
+{
+	if (address < CPROF_FRAME_PSEUDO_MAX)
+		return;
+	int m = find_mapping(s, address);
+	if (m < 0)
+		return;
+	mapping_state_t *ms = &s->mstate[m];
+	wanted_t *w = &ms->want;
+	if (w->overflow || (ms->syms_built && !ms->partial))
+		return;
+	if ((w->n && w->v[w->n - 1] == address) || sorted_has(w->v, w->sorted, address) ||
+	    sorted_has(ms->covered, ms->ncovered, address))
+		return; /* a stack's frames repeat often */
+	want_add(w, address);
 }
 
 static const char *find_symbol(const mapping_state_t *ms, uint64_t addr)
@@ -1162,8 +1400,8 @@ static mapping_state_t *get_module(cprof_symbolizer_t *s, Dwfl *d, int m, uintpt
 		ms->mod_tried = true;
 		ms->mod = dw.dwfl_addrmodule(d, addr);
 	}
-	if (ms->mod && !ms->syms_built)
-		build_symbols(ms, &s->mappings[m]);
+	if (ms->mod)
+		symbols_for(ms, &s->mappings[m], addr);
 	return ms->mod ? ms : NULL;
 }
 
@@ -1267,6 +1505,15 @@ static bool dwarf_wanted(cprof_symbolizer_t *s, int m, mapping_state_t *ms)
 	return ms->dwarf > 0;
 }
 
+static void lookup_dladdr(uintptr_t addr, result_t *r)
+{
+	Dl_info info;
+	frame_t *f = &r->frames[r->n++];
+	*f = (frame_t){ 0 };
+	if (dladdr((void *)addr, &info) && info.dli_sname && info.dli_sname[0])
+		f->name = info.dli_sname;
+}
+
 static void lookup_libdw(cprof_symbolizer_t *s, Dwfl *d, int m, uintptr_t addr,
 			 result_t *r)
 {
@@ -1346,15 +1593,6 @@ static void lookup_libdw(cprof_symbolizer_t *s, Dwfl *d, int m, uintptr_t addr,
 		f->start_line = 0;
 	}
 	absolute_files(s, cudie, r);
-}
-
-static void lookup_dladdr(uintptr_t addr, result_t *r)
-{
-	Dl_info info;
-	frame_t *f = &r->frames[r->n++];
-	*f = (frame_t){ 0 };
-	if (dladdr((void *)addr, &info) && info.dli_sname && info.dli_sname[0])
-		f->name = info.dli_sname;
 }
 
 static cache_entry_t *cache_slot(cprof_symbolizer_t *s, uintptr_t addr)

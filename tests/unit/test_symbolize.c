@@ -1,7 +1,8 @@
 /* test_symbolize.c — symbolize.c against the truth of this very binary:
  * static function names, inline expansion with real line numbers, the
  * main program first with the build id of its ELF file, libc and vDSO
- * functions, pseudo frames, the mapping flags, the cache, and two timings
+ * functions, pseudo frames, the mapping flags, the cache, the partial
+ * symbol table for told addresses against the whole one, and two timings
  * (printed): new+free with no address, and new + ~200 distinct addresses.
  *
  * test_no_address_no_libdw must run first: it checks that a symbolizer
@@ -432,6 +433,59 @@ static void test_mapping_flags(void **state)
 
 /* ~200 distinct addresses of this small program: 150 spread over its own
  * code, 50 over libc's. Printed, not asserted tightly. */
+/* A symbolizer told its addresses first reads only the part of libc's
+ * symbol table they need (symbolize.c's gaps): every answer must be the
+ * one the whole table gives, for the told addresses, for some told after
+ * the first lookups, and for some never told. */
+static const char *outer_name(const cprof_symbol_t *sym)
+{
+	return sym->nlines ? sym->lines[sym->nlines - 1].name : "";
+}
+
+static void test_told_addresses_answer_as_whole_table(void **state)
+{
+	(void)state;
+	cprof_symbolizer_t *whole = cprof_symbolizer_new(), *told = cprof_symbolizer_new();
+	const cprof_mapping_t *m;
+	cprof_symbolizer_mappings(whole, &m);
+	int libc = mapping_index(whole, "/libc.so");
+	assert_true(libc > 0);
+	enum { FIRST = 400, LATER = 40, UNTOLD = 40, ALL = FIRST + LATER + UNTOLD };
+	static uintptr_t a[ALL];
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	uintptr_t span = m[libc].limit - m[libc].start;
+	for (unsigned i = 0; i < ALL; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		a[i] = m[libc].start + (uintptr_t)(x % span);
+	}
+	/* Function entries and their last bytes too, where neighbours meet. */
+	const uintptr_t fns[] = { (uintptr_t)&getpid, (uintptr_t)&malloc, (uintptr_t)&qsort,
+				  (uintptr_t)&memcpy, (uintptr_t)&strlen, (uintptr_t)&write };
+	for (unsigned i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+		a[2 * i] = fns[i];
+		a[2 * i + 1] = fns[i] - 1;
+	}
+	for (unsigned i = 0; i < FIRST; i++)
+		cprof_symbolizer_want(told, a[i]);
+	unsigned named = 0;
+	for (unsigned i = 0; i < ALL; i++) {
+		if (i == FIRST + LATER / 2)
+			for (unsigned j = FIRST; j < FIRST + LATER; j++)
+				cprof_symbolizer_want(told, a[j]);
+		cprof_symbol_t w, t;
+		cprof_symbolize(whole, a[i], &w);
+		cprof_symbolize(told, a[i], &t);
+		if (strcmp(outer_name(&w), outer_name(&t)) != 0)
+			fail_msg("%#lx (address %u): whole table \"%s\", told \"%s\"",
+				 (unsigned long)a[i], i, outer_name(&w), outer_name(&t));
+		named += w.nlines > 0;
+	}
+	printf("[ INFO ] %u of %u libc addresses named, the same by both\n", named, ALL);
+	assert_true(named > ALL / 2);
+	cprof_symbolizer_free(whole);
+	cprof_symbolizer_free(told);
+}
+
 static void test_timing_200_addresses(void **state)
 {
 	(void)state;
@@ -478,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_pseudo_and_unmapped),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_mapping_flags),
+		cmocka_unit_test(test_told_addresses_answer_as_whole_table),
 		cmocka_unit_test(test_timing_200_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
