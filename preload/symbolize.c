@@ -44,7 +44,7 @@
 	X(dwfl_end)                                                          \
 	X(dwfl_report_begin)                                                 \
 	X(dwfl_report_end)                                                   \
-	X(dwfl_linux_proc_report)                                            \
+	X(dwfl_linux_proc_maps_report)                                       \
 	X(dwfl_linux_proc_find_elf)                                          \
 	X(dwfl_build_id_find_debuginfo)                                      \
 	X(dwfl_module_build_id)                                              \
@@ -385,6 +385,8 @@ struct cprof_symbolizer {
 	cu_index_t *cus;            /* function index per compile unit */
 	size_t cus_cap, cus_used;
 	Dwarf_Die *scratch;         /* 2 * MAX_SCOPES DIEs for scopes_for */
+	char *maps_text;            /* /proc/self/maps as read_maps read it */
+	size_t maps_len;
 };
 
 static uint64_t hash_addr(uintptr_t a)
@@ -514,6 +516,48 @@ static bool is_main_path(const char *path, const char *exe)
 	return exe[0] && strcmp(path, exe) == 0;
 }
 
+/* The whole of a /proc file (its size is not known before), with a
+ * terminating NUL; NULL and errno on failure. */
+static char *read_proc_file(const char *path, size_t *len)
+{
+	int fd = open_read(path);
+	if (fd < 0)
+		return NULL;
+	size_t cap = 16 * 1024, n = 0;
+	char *buf = malloc(cap);
+	while (buf) {
+		if (cap - n < 4096) {
+			char *t = realloc(buf, cap * 2);
+			if (!t) {
+				free(buf);
+				buf = NULL;
+				errno = ENOMEM;
+				break;
+			}
+			buf = t;
+			cap *= 2;
+		}
+		ssize_t got = syscall(SYS_read, fd, buf + n, cap - n - 1);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		if (got == 0) {
+			buf[n] = '\0';
+			*len = n;
+			break;
+		}
+		n += (size_t)got;
+	}
+	int saved = errno;
+	close_fd(fd);
+	errno = saved;
+	return buf;
+}
+
 static int read_maps(cprof_symbolizer_t *s)
 {
 	char exe[PATH_MAX];
@@ -522,16 +566,21 @@ static int read_maps(cprof_symbolizer_t *s)
 	ssize_t n = syscall(SYS_readlinkat, AT_FDCWD, "/proc/thread-self/exe", exe, sizeof exe - 1);
 	exe[n > 0 ? n : 0] = '\0';
 
-	FILE *f = fopen("/proc/thread-self/maps", "re");
-	if (!f)
+	/* Read once, in one or two system calls (stdio reads /proc files a
+	 * KiB at a time), and kept for libdw's modules (get_dwfl). */
+	size_t text_len = 0;
+	char *text = read_proc_file("/proc/thread-self/maps", &text_len);
+	if (!text)
 		return -errno;
-	char *line = NULL;
-	size_t linecap = 0;
+	s->maps_text = text;
+	s->maps_len = text_len;
 	unsigned cap = 0, count = 0;
 	cprof_mapping_t *maps = NULL;
 	int err = 0;
 
-	while (getline(&line, &linecap, f) > 0) {
+	for (char *line = text, *next; *line; line = next) {
+		char *eol = strchr(line, '\n');
+		next = eol ? eol + 1 : line + strlen(line);
 		unsigned long start, end, offset, inode;
 		char perms[8];
 		int path_at = 0;
@@ -540,10 +589,16 @@ static int read_maps(cprof_symbolizer_t *s)
 			continue;
 		if (!strchr(perms, 'x'))
 			continue;
-		char *path = line + path_at;
-		size_t len = strlen(path);
+		if (line + path_at > (eol ? eol : next))
+			path_at = (int)((eol ? eol : next) - line); /* no path */
+		char path[PATH_MAX];
+		size_t len = (size_t)((eol ? eol : next) - (line + path_at));
+		if (len >= sizeof path)
+			len = sizeof path - 1;
+		memcpy(path, line + path_at, len);
 		while (len && (path[len - 1] == '\n' || path[len - 1] == ' '))
-			path[--len] = '\0';
+			len--;
+		path[len] = '\0';
 		if (count == cap) {
 			unsigned ncap = cap ? cap * 2 : 64;
 			cprof_mapping_t *t = realloc(maps, ncap * sizeof *t);
@@ -564,8 +619,6 @@ static int read_maps(cprof_symbolizer_t *s)
 			.path = p, .build_id = "",
 		};
 	}
-	free(line);
-	fclose(f);
 	if (err) {
 		free(maps);
 		return err;
@@ -664,6 +717,7 @@ void cprof_symbolizer_free(cprof_symbolizer_t *s)
 		free(s->cus[i].v);
 	free(s->cus);
 	free(s->scratch);
+	free(s->maps_text);
 	free(s->cache);
 	free(s->strings);
 	arena_free(s->arena);
@@ -725,15 +779,19 @@ static Dwfl *get_dwfl(cprof_symbolizer_t *s)
 			cprof_log("symbolizer: dwfl_begin: %s", dw.dwfl_errmsg(-1));
 		return NULL;
 	}
-	/* Modules are reported from /proc/self/maps; each ELF file is opened
-	 * on the first address looked up in it, not before. */
+	/* Modules are reported from the maps read_maps read (libdw reading
+	 * them again, and auxv for the vDSO, cost a tenth of a short
+	 * process's dump); each ELF file is opened on the first address
+	 * looked up in it, not before. The vDSO has no file: dladdr names
+	 * its functions (lookup_libdw). */
 	dw.dwfl_report_begin(d);
-	/* This thread's id, not the pid: /proc/<pid> of a main thread that
-	 * called pthread_exit has no maps left. */
-	int rc = dw.dwfl_linux_proc_report(d, (pid_t)syscall(SYS_gettid));
+	FILE *maps = fmemopen(s->maps_text, s->maps_len, "r");
+	int rc = maps ? dw.dwfl_linux_proc_maps_report(d, maps) : errno;
+	if (maps)
+		fclose(maps);
 	if (dw.dwfl_report_end(d, NULL, NULL) != 0 || rc != 0) {
 		if (!atomic_exchange(&warned, 1))
-			cprof_log("symbolizer: dwfl_linux_proc_report: %s",
+			cprof_log("symbolizer: dwfl_linux_proc_maps_report: %s",
 				  rc > 0 ? strerror(rc) : dw.dwfl_errmsg(-1));
 		dw.dwfl_end(d);
 		return NULL;
@@ -1512,14 +1570,21 @@ static void lookup_dladdr(uintptr_t addr, result_t *r)
 	*f = (frame_t){ 0 };
 	if (dladdr((void *)addr, &info) && info.dli_sname && info.dli_sname[0])
 		f->name = info.dli_sname;
+	/* The vDSO exports each function twice (gettimeofday and
+	 * __vdso_gettimeofday); the plain name, as with other aliases. */
+	if (f->name && strncmp(f->name, "__vdso_", 7) == 0 && f->name[7])
+		f->name += 7;
 }
 
 static void lookup_libdw(cprof_symbolizer_t *s, Dwfl *d, int m, uintptr_t addr,
 			 result_t *r)
 {
-	mapping_state_t *ms = get_module(s, d, m, addr);
-	if (!ms)
+	/* No file for libdw to read (the vDSO): the loader's names. */
+	mapping_state_t *ms = s->mappings[m].path[0] == '/' ? get_module(s, d, m, addr) : NULL;
+	if (!ms) {
+		lookup_dladdr(addr, r);
 		return;
+	}
 	Dwfl_Module *mod = ms->mod;
 	bool with_dwarf = dwarf_wanted(s, m, ms);
 
