@@ -225,6 +225,10 @@ CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max);
 #define CPROF_UNWIND_ROOM_SIGNAL (7 * 1024)
 #define CPROF_UNWIND_ROOM_WRAPPER (8 * 1024)
 
+/* A thread's first wrapper unwinds walk uncached, before it takes a
+ * cached trace (unwind.c). */
+#define CPROF_UNWIND_UNCACHED_FIRST 16
+
 /* A capture buffer of max_depth + 2 addresses from a fixed pool, taken
  * lock-free (signal-safe); NULL when every one is in use. */
 CPROF_SIGSAFE uintptr_t *cprof_capture_take(void);

@@ -72,6 +72,7 @@
 typedef struct unwind_thread {
 	uintptr_t stack_lo, stack_hi; /* 0: not known */
 	int trace;                    /* TRACE_* */
+	unsigned uncached_walks;      /* wrapper unwinds before the first cached one */
 	int unwinding;                /* >0 inside one of our unwinds */
 	int masks_skipped;            /* libunwind's mask changes skipped, not yet restored */
 	int from_signal;              /* ... from a signal handler */
@@ -384,6 +385,7 @@ void cprof_unwind_thread_bounds(uintptr_t lo, uintptr_t hi)
 {
 	unwind_thread_t *t = &unwind_tls;
 	t->trace = TRACE_UNDECIDED;
+	t->uncached_walks = 0;
 	t->stack_lo = lo < hi ? lo : 0;
 	t->stack_hi = lo < hi ? hi : 0;
 }
@@ -582,7 +584,14 @@ int cprof_unwind_remote(const uintptr_t regs[8], uintptr_t stack_lo, uintptr_t s
  * others walk with unw_step, uncached. Only threads whose exit libcprof
  * sees (made through its pthread_create, and the main thread) take a
  * turn. Not for signal handlers: the first trace on a thread sets up its
- * table (pthread_once, pthread_setspecific, mmap). */
+ * table (pthread_once, pthread_setspecific, mmap).
+ *
+ * A thread's first CPROF_UNWIND_UNCACHED_FIRST unwinds walk uncached all the same: an
+ * uncached walk costs 4.5 us (8 frames; no mask calls, see sigmask.c),
+ * making and touching the table about 100 us and 256 KiB, so a thread
+ * that unwinds a few times (a join, a sleep, a short process's few heap
+ * samples) never pays for one, and one that unwinds often pays 16 walks
+ * (72 us) once. */
 static atomic_uint trace_threads;
 
 CPROF_SIGSAFE static bool trace_cached(void)
@@ -592,6 +601,10 @@ CPROF_SIGSAFE static bool trace_cached(void)
 		return true;
 	if (t->trace == TRACE_EXITED || !t->stack_lo)
 		return false;
+	if (t->uncached_walks < CPROF_UNWIND_UNCACHED_FIRST) {
+		t->uncached_walks++;
+		return false;
+	}
 	unsigned limit = cprof_config.unwind_caches;
 	if (atomic_load_explicit(&trace_threads, memory_order_relaxed) >= limit)
 		return false;
@@ -739,14 +752,15 @@ void cprof_unwind_init(void)
 		cprof_log("cannot map the capture buffers (%lu bytes); stacks are not unwound",
 			  (unsigned long)bytes);
 
-	/* One unwind of each kind now, so libunwind sets up its state and
-	 * binds its symbols before the first signal rather than inside it. */
+	/* One uncached and one signal unwind now, so libunwind sets up its
+	 * state before the first signal rather than inside it. Not the
+	 * cached trace: its table is made by a thread's first cached unwind
+	 * (trace_cached), never in a handler. */
 	uintptr_t pcs[8];
-	(void)cprof_unwind_here(pcs, 8);
-	int trace = unwind_tls.trace;
-	unwind_tls.trace = TRACE_UNCACHED; /* and the uncached walk */
-	(void)cprof_unwind_here(pcs, 8);
-	unwind_tls.trace = trace;
+	unwind_tls.unwinding++;
+	(void)unwind_here_uncached(pcs, 8);
+	unwind_tls.unwinding--;
+	unwind_tls.masks_skipped = 0;
 	ucontext_t uc;
 	if (getcontext(&uc) == 0)
 		(void)cprof_unwind_signal(&uc, pcs, 8);

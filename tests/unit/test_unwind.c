@@ -91,7 +91,18 @@ static void *run(void *arg)
 	assert_true(cprof_self_stack_asked(&lo, &hi));
 	cprof_unwind_thread_bounds(lo, hi);
 	current = p;
+	/* A thread's first wrapper unwinds are uncached: past them, the
+	 * capture is the thread's first cached trace (it makes the table). */
+	unsigned cached = cprof_unwind_cached_threads();
+	if (p->how == FROM_WRAPPER && p->caches)
+		for (int i = 0; i < CPROF_UNWIND_UNCACHED_FIRST; i++) {
+			uintptr_t pcs[8];
+			assert_true(cprof_unwind_here(pcs, 8) > 0);
+			assert_int_equal(cprof_unwind_cached_threads(), cached);
+		}
 	recurse(p, p->frames);
+	if (p->how == FROM_WRAPPER && !p->leave)
+		assert_int_equal(cprof_unwind_cached_threads(), cached + (p->caches ? 1 : 0));
 	return NULL;
 }
 
