@@ -225,6 +225,23 @@ CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max);
 #define CPROF_UNWIND_ROOM_SIGNAL (7 * 1024)
 #define CPROF_UNWIND_ROOM_WRAPPER (8 * 1024)
 
+/* A relaxed load of an int compared with a constant, for wrappers' fast
+ * paths: on x86-64 one compare from memory (GCC loads an atomic into a
+ * register and tests it there: one instruction more). */
+#define cprof_int_is(p, k) cprof_int_is_((const void *)(p), (k))
+static inline __attribute__((always_inline)) bool cprof_int_is_(const void *p, int k)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+	/* Equal falls through: the fast paths' likely case. */
+	__asm__ goto("cmpl %1, %0\n\tjne %l[no]" : : "m"(*(const int *)p), "i"(k) : "cc" : no);
+	return true;
+no:
+	return false;
+#else
+	return __atomic_load_n((const int *)p, __ATOMIC_RELAXED) == k;
+#endif
+}
+
 /* A thread's first wrapper unwinds walk uncached, before it takes a
  * cached trace (unwind.c). */
 #define CPROF_UNWIND_UNCACHED_FIRST 16

@@ -388,15 +388,19 @@ __attribute__((noinline)) static int mutex_lock_single(pthread_mutex_t *lock)
 	return try_pthread_mutex_lock(lock);
 }
 
+__attribute__((noinline)) static int mutex_lock_untried(pthread_mutex_t *lock)
+{
+	if (atomic_load_explicit(&mutex_lock_route, memory_order_relaxed) == ROUTE_FORWARD)
+		return real_pthread_mutex_lock(lock);
+	return mutex_lock_single(lock);
+}
+
 CPROF_EXPORT __attribute__((optimize("omit-frame-pointer"))) int
 pthread_mutex_lock(pthread_mutex_t *lock)
 {
-	int route = atomic_load_explicit(&mutex_lock_route, memory_order_relaxed);
-	if (CPROF_LIKELY(route == ROUTE_TRY))
+	if (CPROF_LIKELY(cprof_int_is(&mutex_lock_route, ROUTE_TRY)))
 		return try_pthread_mutex_lock(lock);
-	if (route == ROUTE_FORWARD)
-		return real_pthread_mutex_lock(lock);
-	return mutex_lock_single(lock);
+	return mutex_lock_untried(lock);
 }
 
 void cprof_locks_enable(void)
@@ -455,8 +459,7 @@ __attribute__((noinline)) static int mutex_unlock_recorded(pthread_mutex_t *m, u
 CPROF_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
 	unsigned slot;
-	if (CPROF_LIKELY(!atomic_load_explicit(&lock_waiters_any, memory_order_relaxed)) ||
-	    !lock_has_waiters(m, &slot))
+	if (CPROF_LIKELY(cprof_int_is(&lock_waiters_any, 0)) || !lock_has_waiters(m, &slot))
 		return real_pthread_mutex_unlock(m);
 	return mutex_unlock_recorded(m, slot);
 }
