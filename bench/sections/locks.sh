@@ -33,8 +33,8 @@
 # Accuracy behind the block rate: block_pipe (tests/progs) at each rate,
 # its read waits in the block profile against the waits it measured itself.
 #
-# Target (from issue 4): under 2 ns added to an uncontended lock+unlock
-# pair at the defaults.
+# Targets (issue 9): at most 1.5 ns added to an uncontended lock+unlock
+# pair at the defaults; the pipe ping-pong at most 1.05x at the defaults.
 
 LOCKS_ROUNDS=${BENCH_LOCKS_ROUNDS:-9}
 LOCKS_PAIRS=${BENCH_LOCKS_PAIRS:-60000000}
@@ -42,7 +42,8 @@ LOCKS_OPS=${BENCH_LOCKS_OPS:-1000000}
 LOCKS_TRIPS=${BENCH_LOCKS_TRIPS:-40000}
 LOCKS_CALLS=${BENCH_LOCKS_CALLS:-1500000}
 LOCKS_ACCURACY_RUNS=${BENCH_LOCKS_ACCURACY_RUNS:-3}
-TARGET_LOCK_PAIR_NS=2
+TARGET_LOCK_PAIR_NS=1.5
+TARGET_PINGPONG_RATIO=1.05
 
 locks_label() {
 	case $1 in
@@ -249,10 +250,10 @@ bench_locks() {
 		added=$(awk -v a="$(sort -g "$TMP/locks/uncontended.all" | head -n 1)" \
 			-v b="$(sort -g "$TMP/locks/uncontended.base" | head -n 1)" \
 			'BEGIN { printf "%.2f", (a - b) / 1000 }')
-		verdict=$(awk -v a="$added" -v t="$TARGET_LOCK_PAIR_NS" 'BEGIN { print (a < t) ? "met" : "missed" }')
+		verdict=$(awk -v a="$added" -v t="$TARGET_LOCK_PAIR_NS" 'BEGIN { print (a <= t) ? "met" : "missed" }')
 		[[ -f $TMP/locks/uncontended.all.failed ]] && verdict="run FAILED"
 		echo
-		echo "Target, under $TARGET_LOCK_PAIR_NS ns added per pair at the defaults: $verdict ($added ns)."
+		echo "Target, at most $TARGET_LOCK_PAIR_NS ns added per pair at the defaults: $verdict ($added ns)."
 		echo
 		echo "The same in a process that never made a thread ($((LOCKS_PAIRS / 2)) pairs):"
 		echo
@@ -269,6 +270,14 @@ bench_locks() {
 		echo "Pipe ping-pong between 2 threads ($LOCKS_TRIPS round trips); ratio = time per trip:"
 		echo
 		locks_table pingpong base cpu all r1000 r10000 r100000 r1000000
+		local ratio
+		ratio=$(awk -v a="$(sort -g "$TMP/locks/pingpong.all" | head -n 1)" \
+			-v b="$(sort -g "$TMP/locks/pingpong.base" | head -n 1)" \
+			'BEGIN { printf "%.3f", a / b }')
+		verdict=$(awk -v r="$ratio" -v t="$TARGET_PINGPONG_RATIO" 'BEGIN { print (r <= t) ? "met" : "missed" }')
+		[[ -f $TMP/locks/pingpong.all.failed ]] && verdict="run FAILED"
+		echo
+		echo "Target, the defaults at most ${TARGET_PINGPONG_RATIO}x per trip (best runs): $verdict (${ratio}x)."
 		echo
 		echo "Short calls that never sleep: 1-byte reads of /dev/zero ($LOCKS_CALLS calls):"
 		echo
