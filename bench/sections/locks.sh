@@ -275,6 +275,15 @@ bench_locks() {
 			-v b="$(sort -g "$TMP/locks/pingpong.base" | head -n 1)" \
 			'BEGIN { printf "%.3f", a / b }')
 		verdict=$(awk -v r="$ratio" -v t="$TARGET_PINGPONG_RATIO" 'BEGIN { print (r <= t) ? "met" : "missed" }')
+		# A trip is two cross-CPU wake-ups: on a host whose scheduling
+		# is noisy the unprofiled runs alone spread by more than the
+		# target, and no ratio of them says anything of the profiler.
+		local spread
+		spread=$(sort -g "$TMP/locks/pingpong.base" | awk '{ v[NR] = $1 } END {
+			printf "%.2f", v[int((NR + 1) / 2)] / v[1] }')
+		if awk -v s="$spread" 'BEGIN { exit !(s > 1.25) }'; then
+			verdict="not judged: the unprofiled runs' median is ${spread}x their best"
+		fi
 		[[ -f $TMP/locks/pingpong.all.failed ]] && verdict="run FAILED"
 		echo
 		echo "Target, the defaults at most ${TARGET_PINGPONG_RATIO}x per trip (best runs): $verdict (${ratio}x)."
