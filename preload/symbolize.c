@@ -566,8 +566,8 @@ static int read_maps(cprof_symbolizer_t *s)
 	ssize_t n = syscall(SYS_readlinkat, AT_FDCWD, "/proc/thread-self/exe", exe, sizeof exe - 1);
 	exe[n > 0 ? n : 0] = '\0';
 
-	/* Read once, in one or two system calls (stdio reads /proc files a
-	 * KiB at a time), and kept for libdw's modules (get_dwfl). */
+	/* Read once, a page a system call (stdio reads /proc files a KiB at
+	 * a time), and kept for libdw's modules (get_dwfl). */
 	size_t text_len = 0;
 	char *text = read_proc_file("/proc/thread-self/maps", &text_len);
 	if (!text)
@@ -1063,7 +1063,7 @@ static void build_all_symbols(mapping_state_t *ms, const cprof_mapping_t *m, int
  * exactly as from the whole table. A sizeless entry's end (the next
  * entry) may lie further than in the whole table, but never at or below
  * an address it is the closest symbol to. */
-#define WINDOW 16
+#define WINDOW 16 /* find_symbol's look below an address, in entries */
 #define WANT_MAX 4096
 
 typedef struct {
@@ -1275,7 +1275,7 @@ static const char *find_symbol(const mapping_state_t *ms, uint64_t addr)
 	const sym_t *closest = &ms->syms[lo - 1];
 	/* A sized symbol containing addr wins; look a few back for one
 	 * enclosing labels inside it. */
-	for (size_t i = lo, steps = 0; i > 0 && steps < 16; i--, steps++) {
+	for (size_t i = lo, steps = 0; i > 0 && steps < WINDOW; i--, steps++) {
 		const sym_t *c = &ms->syms[i - 1];
 		if (c->sized && addr < c->hi)
 			return c->name;
