@@ -76,6 +76,8 @@
 	X(elf_nextscn)                                                       \
 	X(elf_getshdrstrndx)                                                 \
 	X(elf_strptr)                                                        \
+	X(elf_getdata)                                                       \
+	X(gelf_getehdr)                                                      \
 	X(gelf_getshdr)
 
 #define CPROF_DW_MEMBER(name) __typeof__(name) *name;
@@ -982,9 +984,27 @@ static uint64_t section_end(Elf *elf, GElf_Word shndx, Dwarf_Addr bias, uint64_t
 	return sh.sh_addr + sh.sh_size + bias;
 }
 
+/* A module's symbol table as its ELF data, read directly: libdw's
+ * dwfl_module_getsym_info costs about 100 ns a symbol (it finds the
+ * table, copies the symbol, looks up its section), most of what reading
+ * libc's 10,000 symbols cost a short process's dump. Used only where
+ * libdw's table is one section of 64-bit native symbols whose count is
+ * libdw's, and where 64 symbols spread over it read the same both ways
+ * (name, address, section, size, type): else, and for a symbol with an
+ * extended section index, libdw's answer. */
+typedef struct {
+	const Elf64_Sym *syms;  /* NULL: ask libdw */
+	size_t n;
+	const char *strs;       /* the string table's data */
+	size_t strs_len;
+	Elf *elf;
+	Dwarf_Addr bias;
+} raw_symtab_t;
+
 /* Symbol i of the module as a table entry, if it is a function symbol
  * (or a sizeless label) that can hold this mapping's addresses. */
-static bool symbol_entry(mapping_state_t *ms, const cprof_mapping_t *m, int i, sym_t *out)
+static bool symbol_entry_libdw(mapping_state_t *ms, const cprof_mapping_t *m, int i,
+			       sym_t *out)
 {
 	GElf_Sym sym;
 	GElf_Addr addr;
@@ -1009,6 +1029,88 @@ static bool symbol_entry(mapping_state_t *ms, const cprof_mapping_t *m, int i, s
 	return true;
 }
 
+static const char *raw_name(const raw_symtab_t *rt, const Elf64_Sym *sym)
+{
+	return sym->st_name < rt->strs_len ? rt->strs + sym->st_name : NULL;
+}
+
+static bool symbol_entry(mapping_state_t *ms, const cprof_mapping_t *m, const raw_symtab_t *rt,
+			 int i, sym_t *out)
+{
+	if (!rt->syms || rt->syms[i].st_shndx == SHN_XINDEX)
+		return symbol_entry_libdw(ms, m, i, out);
+	const Elf64_Sym *sym = &rt->syms[i];
+	unsigned type = ELF64_ST_TYPE(sym->st_info);
+	if (sym->st_shndx == SHN_UNDEF || sym->st_shndx == SHN_ABS ||
+	    (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
+		return false;
+	const char *name = raw_name(rt, sym);
+	if (!name || !name[0])
+		return false;
+	uint64_t addr = sym->st_value + rt->bias;
+	uint64_t end = sym->st_size ? addr + sym->st_size : addr + 1;
+	if (addr >= m->limit || end <= m->start)
+		return false;
+	GElf_Sym g = { .st_info = sym->st_info, .st_size = sym->st_size };
+	*out = (sym_t){
+		.lo = addr,
+		.hi = sym->st_size ? end : section_end(rt->elf, sym->st_shndx, rt->bias, m->limit),
+		.name = name,
+		.order = sym_order_rank(&g),
+		.sized = sym->st_size != 0,
+	};
+	return true;
+}
+
+/* rt->syms stays NULL unless the direct reading is libdw's own table. */
+static void raw_symtab_open(mapping_state_t *ms, int n, raw_symtab_t *rt)
+{
+	*rt = (raw_symtab_t){ 0 };
+	GElf_Sym sym;
+	GElf_Addr addr;
+	GElf_Word shndx;
+	Elf *elf = NULL;
+	Dwarf_Addr bias = 0;
+	GElf_Ehdr eh;
+	if (n < 2 || !dw.dwfl_module_getsym_info(ms->mod, 1, &sym, &addr, &shndx, &elf, &bias) ||
+	    !elf || !dw.gelf_getehdr(elf, &eh) || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_ident[EI_DATA] != (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB
+										: ELFDATA2MSB) ||
+	    (eh.e_type != ET_DYN && eh.e_type != ET_EXEC))
+		return;
+	Elf_Data *syms = NULL, *strs = NULL;
+	for (Elf_Scn *scn = NULL; (scn = dw.elf_nextscn(elf, scn)) != NULL;) {
+		GElf_Shdr sh;
+		if (!dw.gelf_getshdr(scn, &sh) ||
+		    (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
+		    sh.sh_entsize != sizeof(Elf64_Sym) || sh.sh_size / sizeof(Elf64_Sym) != (size_t)n)
+			continue;
+		Elf_Scn *str = dw.elf_getscn(elf, sh.sh_link);
+		syms = dw.elf_getdata(scn, NULL);
+		strs = str ? dw.elf_getdata(str, NULL) : NULL;
+		break;
+	}
+	if (!syms || !strs || !syms->d_buf || !strs->d_buf ||
+	    syms->d_size < (size_t)n * sizeof(Elf64_Sym) ||
+	    ((uintptr_t)syms->d_buf & (_Alignof(Elf64_Sym) - 1)))
+		return;
+	raw_symtab_t t = { syms->d_buf, (size_t)n, strs->d_buf, strs->d_size, elf, bias };
+	for (int k = 0; k < 64; k++) {
+		int i = 1 + (int)((int64_t)(n - 1) * k / 64);
+		Elf *e = NULL;
+		Dwarf_Addr b = 0;
+		const char *name = dw.dwfl_module_getsym_info(ms->mod, i, &sym, &addr, &shndx, &e, &b);
+		const Elf64_Sym *raw = &t.syms[i];
+		const char *rname = raw_name(&t, raw);
+		if (e != elf || b != bias || !name != !rname || (name && strcmp(name, rname) != 0) ||
+		    raw->st_shndx == SHN_XINDEX || shndx != raw->st_shndx ||
+		    sym.st_size != raw->st_size || sym.st_info != raw->st_info ||
+		    (shndx != SHN_UNDEF && shndx != SHN_ABS && addr != raw->st_value + bias))
+			return;
+	}
+	*rt = t;
+}
+
 /* One entry per address (the best alias); sizeless ones end where the
  * next entry starts, or with their section. */
 static size_t finish_symbols(sym_t *v, size_t k)
@@ -1023,7 +1125,8 @@ static size_t finish_symbols(sym_t *v, size_t k)
 	return j;
 }
 
-static void build_all_symbols(mapping_state_t *ms, const cprof_mapping_t *m, int n)
+static void build_all_symbols(mapping_state_t *ms, const cprof_mapping_t *m,
+			      const raw_symtab_t *rt, int n)
 {
 	/* Grown as needed: most of a library's symbols are not functions of
 	 * its text, and untouched pages are not faulted in. */
@@ -1031,7 +1134,7 @@ static void build_all_symbols(mapping_state_t *ms, const cprof_mapping_t *m, int
 	size_t k = 0, cap = 0;
 	for (int i = 1; i < n; i++) {
 		sym_t e;
-		if (!symbol_entry(ms, m, i, &e))
+		if (!symbol_entry(ms, m, rt, i, &e))
 			continue;
 		if (k == cap) {
 			size_t ncap = cap ? cap * 2 : 512;
@@ -1159,7 +1262,8 @@ add:
 }
 
 /* false: no memory, or not worth it (the whole table is smaller). */
-static bool build_wanted_symbols(mapping_state_t *ms, const cprof_mapping_t *m, int n)
+static bool build_wanted_symbols(mapping_state_t *ms, const cprof_mapping_t *m,
+				 const raw_symtab_t *rt, int n)
 {
 	wanted_t *w = &ms->want;
 	want_sort(w);
@@ -1170,7 +1274,7 @@ static bool build_wanted_symbols(mapping_state_t *ms, const cprof_mapping_t *m, 
 		return false;
 	for (int i = 1; i < n; i++) {
 		sym_t e;
-		if (!symbol_entry(ms, m, i, &e) || e.lo > w->v[w->n - 1])
+		if (!symbol_entry(ms, m, rt, i, &e) || e.lo > w->v[w->n - 1])
 			continue;
 		size_t lo = 0, hi = w->n; /* the first wanted address >= e.lo */
 		while (lo < hi) {
@@ -1212,8 +1316,10 @@ static void build_symbols(mapping_state_t *ms, const cprof_mapping_t *m)
 	int n = dw.dwfl_module_getsymtab(ms->mod);
 	if (n <= 1)
 		return;
-	if (!build_wanted_symbols(ms, m, n))
-		build_all_symbols(ms, m, n);
+	raw_symtab_t rt;
+	raw_symtab_open(ms, n, &rt);
+	if (!build_wanted_symbols(ms, m, &rt, n))
+		build_all_symbols(ms, m, &rt, n);
 }
 
 /* Can the table answer for addr: every address, or addr was wanted
