@@ -1132,7 +1132,9 @@ static void raw_symtab_open(mapping_state_t *ms, int n, raw_symtab_t *rt)
 		strs = str ? dw.elf_getdata(str, NULL) : NULL;
 		break;
 	}
-	if (!syms || !strs || !syms->d_buf || !strs->d_buf ||
+	/* A string table that ends in a NUL: every name inside it ends. */
+	if (!syms || !strs || !syms->d_buf || !strs->d_buf || !strs->d_size ||
+	    ((const char *)strs->d_buf)[strs->d_size - 1] != '\0' ||
 	    syms->d_size < (size_t)n * sizeof(Elf64_Sym) ||
 	    ((uintptr_t)syms->d_buf & (_Alignof(Elf64_Sym) - 1)))
 		return;
