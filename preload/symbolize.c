@@ -1316,19 +1316,32 @@ static bool build_wanted_symbols(mapping_state_t *ms, const cprof_mapping_t *m,
 	gap_t *gaps = calloc(w->n, sizeof *gaps);
 	if (!gaps)
 		return false;
+	uintptr_t last = w->v[w->n - 1];
 	for (int i = 1; i < n; i++) {
-		sym_t e;
-		if (!symbol_entry(ms, m, rt, i, &e) || e.lo > w->v[w->n - 1])
+		/* Read directly, a symbol above the last wanted address or below
+		 * its gap's full window goes before its name is looked at (the
+		 * string table is the larger part of what the pass touches). */
+		const Elf64_Sym *raw = rt->syms ? &rt->syms[i] : NULL;
+		uint64_t at = raw ? raw->st_value + rt->bias : 0;
+		if (raw && at > last)
 			continue;
-		size_t lo = 0, hi = w->n; /* the first wanted address >= e.lo */
+		sym_t e;
+		if (!raw && (!symbol_entry(ms, m, rt, i, &e) || e.lo > last))
+			continue;
+		if (!raw)
+			at = e.lo;
+		size_t lo = 0, hi = w->n; /* the first wanted address >= at */
 		while (lo < hi) {
 			size_t mid = lo + (hi - lo) / 2;
-			if (w->v[mid] < e.lo)
+			if (w->v[mid] < at)
 				lo = mid + 1;
 			else
 				hi = mid;
 		}
-		gap_add(&gaps[lo], &e);
+		gap_t *g = &gaps[lo];
+		if (raw && ((g->n == WINDOW && at < g->e[0].lo) || !symbol_entry(ms, m, rt, i, &e)))
+			continue;
+		gap_add(g, &e);
 	}
 	size_t k = 0;
 	for (size_t j = 0; j < w->n; j++)
