@@ -44,7 +44,7 @@
 	X(dwfl_end)                                                          \
 	X(dwfl_report_begin)                                                 \
 	X(dwfl_report_end)                                                   \
-	X(dwfl_linux_proc_maps_report)                                       \
+	X(dwfl_report_module)                                                \
 	X(dwfl_linux_proc_find_elf)                                          \
 	X(dwfl_build_id_find_debuginfo)                                      \
 	X(dwfl_module_build_id)                                              \
@@ -388,7 +388,6 @@ struct cprof_symbolizer {
 	size_t cus_cap, cus_used;
 	Dwarf_Die *scratch;         /* 2 * MAX_SCOPES DIEs for scopes_for */
 	char *maps_text;            /* /proc/self/maps as read_maps read it */
-	size_t maps_len;
 };
 
 static uint64_t hash_addr(uintptr_t a)
@@ -584,27 +583,84 @@ static bool parse_number(const char **p, const char *end, unsigned base, unsigne
 }
 
 /* One line of maps, [line, eol): "start-end perms offset major:minor inode
- * path"; false when it is not one (sscanf cost 3,000 instructions a line). */
-static bool parse_maps_line(const char *line, const char *eol, unsigned long *start,
-			    unsigned long *end, bool *exec, unsigned long *offset, const char **path)
+ * path" (sscanf cost 3,000 instructions a line). */
+typedef struct {
+	unsigned long start, end, offset, major, minor, inode;
+	bool exec;
+	const char *path;   /* not NUL-terminated: path_len bytes */
+	size_t path_len;
+} maps_line_t;
+
+/* false when [line, eol) is not such a line. */
+static bool parse_maps_line(const char *line, const char *eol, maps_line_t *out)
 {
 	const char *p = line;
-	unsigned long ignored;
-	if (!parse_number(&p, eol, 16, start) || p >= eol || *p++ != '-' ||
-	    !parse_number(&p, eol, 16, end) || p >= eol || *p++ != ' ' || eol - p < 5 ||
+	if (!parse_number(&p, eol, 16, &out->start) || p >= eol || *p++ != '-' ||
+	    !parse_number(&p, eol, 16, &out->end) || p >= eol || *p++ != ' ' || eol - p < 5 ||
 	    p[4] != ' ')
 		return false;
-	*exec = p[2] == 'x';
+	out->exec = p[2] == 'x';
 	p += 5;
-	if (!parse_number(&p, eol, 16, offset) || p >= eol || *p++ != ' ' ||
-	    !parse_number(&p, eol, 16, &ignored) || p >= eol || *p++ != ':' ||
-	    !parse_number(&p, eol, 16, &ignored) || p >= eol || *p++ != ' ' ||
-	    !parse_number(&p, eol, 10, &ignored))
+	if (!parse_number(&p, eol, 16, &out->offset) || p >= eol || *p++ != ' ' ||
+	    !parse_number(&p, eol, 16, &out->major) || p >= eol || *p++ != ':' ||
+	    !parse_number(&p, eol, 16, &out->minor) || p >= eol || *p++ != ' ' ||
+	    !parse_number(&p, eol, 10, &out->inode))
 		return false;
-	while (p < eol && *p == ' ')
+	while (p < eol && (*p == ' ' || *p == '\t'))
 		p++;
-	*path = p;
+	out->path = p;
+	out->path_len = (size_t)(eol - p);
 	return true;
+}
+
+/* Calls fn for each line of the maps text. */
+static void maps_foreach(const char *text, void (*fn)(const maps_line_t *, void *), void *ctx)
+{
+	for (const char *line = text, *next; *line; line = next) {
+		const char *eol = strchr(line, '\n');
+		next = eol ? eol + 1 : line + strlen(line);
+		maps_line_t ml;
+		if (parse_maps_line(line, eol ? eol : next, &ml))
+			fn(&ml, ctx);
+	}
+}
+
+typedef struct {
+	cprof_symbolizer_t *s;
+	cprof_mapping_t *maps;
+	unsigned count, cap;
+	int err;
+} mappings_ctx_t;
+
+/* read_maps: the executable mappings, in the order of maps. */
+static void add_mapping(const maps_line_t *ml, void *p)
+{
+	mappings_ctx_t *c = p;
+	if (!ml->exec || c->err)
+		return;
+	char path[PATH_MAX];
+	size_t len = ml->path_len < sizeof path ? ml->path_len : sizeof path - 1;
+	memcpy(path, ml->path, len);
+	path[len] = '\0';
+	if (c->count == c->cap) {
+		unsigned ncap = c->cap ? c->cap * 2 : 64;
+		cprof_mapping_t *t = realloc(c->maps, ncap * sizeof *t);
+		if (!t) {
+			c->err = -ENOMEM;
+			return;
+		}
+		c->maps = t;
+		c->cap = ncap;
+	}
+	const char *interned = intern(c->s, path);
+	if (!interned) {
+		c->err = -ENOMEM;
+		return;
+	}
+	c->maps[c->count++] = (cprof_mapping_t){
+		.start = ml->start, .limit = ml->end, .offset = ml->offset,
+		.path = interned, .build_id = "",
+	};
 }
 
 static int read_maps(cprof_symbolizer_t *s)
@@ -622,50 +678,13 @@ static int read_maps(cprof_symbolizer_t *s)
 	if (!text)
 		return -errno;
 	s->maps_text = text;
-	s->maps_len = text_len;
-	unsigned cap = 0, count = 0;
-	cprof_mapping_t *maps = NULL;
-	int err = 0;
-
-	for (char *line = text, *next; *line; line = next) {
-		char *eol = strchr(line, '\n');
-		next = eol ? eol + 1 : line + strlen(line);
-		const char *line_end = eol ? eol : next, *at;
-		unsigned long start, end, offset;
-		bool exec;
-		if (!parse_maps_line(line, line_end, &start, &end, &exec, &offset, &at) || !exec)
-			continue;
-		char path[PATH_MAX];
-		size_t len = (size_t)(line_end - at);
-		if (len >= sizeof path)
-			len = sizeof path - 1;
-		memcpy(path, at, len);
-		while (len && (path[len - 1] == '\n' || path[len - 1] == ' '))
-			len--;
-		path[len] = '\0';
-		if (count == cap) {
-			unsigned ncap = cap ? cap * 2 : 64;
-			cprof_mapping_t *t = realloc(maps, ncap * sizeof *t);
-			if (!t) {
-				err = -ENOMEM;
-				break;
-			}
-			maps = t;
-			cap = ncap;
-		}
-		const char *p = intern(s, path);
-		if (!p) {
-			err = -ENOMEM;
-			break;
-		}
-		maps[count++] = (cprof_mapping_t){
-			.start = start, .limit = end, .offset = offset,
-			.path = p, .build_id = "",
-		};
-	}
-	if (err) {
+	mappings_ctx_t found = { .s = s };
+	maps_foreach(text, add_mapping, &found);
+	cprof_mapping_t *maps = found.maps;
+	unsigned count = found.count;
+	if (found.err) {
 		free(maps);
-		return err;
+		return found.err;
 	}
 
 	/* The main program first (pprof's mapping 1), then the rest; both
@@ -806,6 +825,49 @@ void cprof_symbolize_load(void)
 	pthread_once(&dw_once, dw_load);
 }
 
+/* The modules for libdw, as its dwfl_linux_proc_maps_report makes them
+ * from the same text (reporting them here spares its sscanf of every
+ * line, 0.5 M instructions of a short process's dump): one module per run
+ * of lines of one file (one device and inode), from the run's first
+ * start to its last end; a line without a file (no path from the root,
+ * or inode 0 on device 0:0) is none. */
+typedef struct {
+	Dwfl *d;
+	char file[PATH_MAX]; /* the module being gathered; "" none */
+	unsigned long low, high, major, minor, inode;
+	bool failed;
+} report_ctx_t;
+
+static void report_flush(report_ctx_t *r)
+{
+	if (r->file[0] && !r->failed && !dw.dwfl_report_module(r->d, r->file, r->low, r->high))
+		r->failed = true;
+	r->file[0] = '\0';
+}
+
+static void report_line(const maps_line_t *ml, void *p)
+{
+	report_ctx_t *r = p;
+	if (!ml->path_len || ml->path[0] != '/' ||
+	    (ml->inode == 0 && ml->major == 0 && ml->minor == 0))
+		return;
+	size_t len = ml->path_len < sizeof r->file ? ml->path_len : sizeof r->file - 1;
+	if (r->file[0] && ml->inode == r->inode && ml->major == r->major && ml->minor == r->minor) {
+		if (strlen(r->file) != len || memcmp(r->file, ml->path, len) != 0)
+			r->failed = true; /* one file, two names: libdw gives up too */
+		r->high = ml->end;
+		return;
+	}
+	report_flush(r);
+	memcpy(r->file, ml->path, len);
+	r->file[len] = '\0';
+	r->low = ml->start;
+	r->high = ml->end;
+	r->major = ml->major;
+	r->minor = ml->minor;
+	r->inode = ml->inode;
+}
+
 /* The session of this symbolizer, made on its first lookup; NULL when
  * libdw is not there (dladdr answers then). */
 static Dwfl *get_dwfl(cprof_symbolizer_t *s)
@@ -829,14 +891,13 @@ static Dwfl *get_dwfl(cprof_symbolizer_t *s)
 	 * looked up in it, not before. The vDSO has no file: dladdr names
 	 * its functions (lookup_libdw). */
 	dw.dwfl_report_begin(d);
-	FILE *maps = fmemopen(s->maps_text, s->maps_len, "r");
-	int rc = maps ? dw.dwfl_linux_proc_maps_report(d, maps) : errno;
-	if (maps)
-		fclose(maps);
-	if (dw.dwfl_report_end(d, NULL, NULL) != 0 || rc != 0) {
+	report_ctx_t r = { .d = d };
+	maps_foreach(s->maps_text, report_line, &r);
+	report_flush(&r);
+	if (dw.dwfl_report_end(d, NULL, NULL) != 0 || r.failed) {
 		if (!atomic_exchange(&warned, 1))
-			cprof_log("symbolizer: dwfl_linux_proc_maps_report: %s",
-				  rc > 0 ? strerror(rc) : dw.dwfl_errmsg(-1));
+			cprof_log("symbolizer: cannot report the mappings to libdw: %s",
+				  dw.dwfl_errmsg(-1));
 		dw.dwfl_end(d);
 		return NULL;
 	}
