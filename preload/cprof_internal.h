@@ -515,6 +515,9 @@ void cprof_symbolize(cprof_symbolizer_t *s, uintptr_t address, cprof_symbol_t *o
  * are read for them alone. An address looked up untold still gets its
  * answer (the mapping's whole table is read then). */
 void cprof_symbolizer_want(cprof_symbolizer_t *s, uintptr_t address);
+/* Set by the shim (threads.c: cprof_wait_name_of): the name of one of
+ * its wrappers' entries, NULL for any other address; NULL in the tools. */
+extern const char *(*cprof_symbolize_own_entry)(uintptr_t address);
 /* The index of the mapping holding the address, -1 none; no lookup. */
 int cprof_symbolizer_mapping_of(cprof_symbolizer_t *s, uintptr_t address);
 /* Mappings with their has_* flags as they stand after the lookups made. */

@@ -147,6 +147,7 @@ __attribute__((constructor)) static void cprof_init(void)
 	cprof_start_wall_ns = cprof_now_ns(CLOCK_REALTIME);
 	cprof_config_load();
 	cprof_real_init();
+	cprof_symbolize_own_entry = cprof_wait_name_of; /* the wrappers' leaves, by name */
 	int err = cprof_stacks_init(cprof_config.stacks, cprof_config.max_depth);
 	if (err < 0) {
 		cprof_log("cannot map the stack table (%s); profiling off", strerror(-err));
