@@ -1104,30 +1104,25 @@ typedef struct {
 	Dwarf_Addr bias;
 } raw_symtab_t;
 
-/* Symbol i of the module as a table entry, if it is a function symbol
- * (or a sizeless label) that can hold this mapping's addresses. */
-static bool symbol_entry_libdw(mapping_state_t *ms, const cprof_mapping_t *m, int i,
-			       sym_t *out)
+/* A symbol as a table entry, if it is a function symbol (or a sizeless
+ * label) that can hold this mapping's addresses; addr is its run-time
+ * address, and elf, shndx and bias find a sizeless one's section. */
+static bool make_entry(const cprof_mapping_t *m, const char *name, uint64_t addr,
+		       const GElf_Sym *sym, GElf_Word shndx, Elf *elf, Dwarf_Addr bias, sym_t *out)
 {
-	GElf_Sym sym;
-	GElf_Addr addr;
-	GElf_Word shndx;
-	Elf *elf;
-	Dwarf_Addr bias;
-	const char *name = dw.dwfl_module_getsym_info(ms->mod, i, &sym, &addr, &shndx, &elf, &bias);
-	unsigned type = GELF_ST_TYPE(sym.st_info);
+	unsigned type = GELF_ST_TYPE(sym->st_info);
 	if (!name || !name[0] || shndx == SHN_UNDEF || shndx == SHN_ABS ||
 	    (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
 		return false;
-	uint64_t end = sym.st_size ? addr + sym.st_size : addr + 1;
+	uint64_t end = sym->st_size ? addr + sym->st_size : addr + 1;
 	if (addr >= m->limit || end <= m->start)
 		return false;
 	*out = (sym_t){
 		.lo = addr,
-		.hi = sym.st_size ? addr + sym.st_size : section_end(elf, shndx, bias, m->limit),
+		.hi = sym->st_size ? end : section_end(elf, shndx, bias, m->limit),
 		.name = name,
-		.order = sym_order_rank(&sym),
-		.sized = sym.st_size != 0,
+		.order = sym_order_rank(sym),
+		.sized = sym->st_size != 0,
 	};
 	return true;
 }
@@ -1137,32 +1132,25 @@ static const char *raw_name(const raw_symtab_t *rt, const Elf64_Sym *sym)
 	return sym->st_name < rt->strs_len ? rt->strs + sym->st_name : NULL;
 }
 
+/* Symbol i of the module as a table entry (make_entry), read directly or,
+ * without a direct table and for an extended section index, by libdw. */
 static bool symbol_entry(mapping_state_t *ms, const cprof_mapping_t *m, const raw_symtab_t *rt,
 			 int i, sym_t *out)
 {
-	if (!rt->syms || rt->syms[i].st_shndx == SHN_XINDEX)
-		return symbol_entry_libdw(ms, m, i, out);
-	const Elf64_Sym *sym = &rt->syms[i];
-	unsigned type = ELF64_ST_TYPE(sym->st_info);
-	if (sym->st_shndx == SHN_UNDEF || sym->st_shndx == SHN_ABS ||
-	    (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
-		return false;
-	const char *name = raw_name(rt, sym);
-	if (!name || !name[0])
-		return false;
-	uint64_t addr = sym->st_value + rt->bias;
-	uint64_t end = sym->st_size ? addr + sym->st_size : addr + 1;
-	if (addr >= m->limit || end <= m->start)
-		return false;
-	GElf_Sym g = { .st_info = sym->st_info, .st_size = sym->st_size };
-	*out = (sym_t){
-		.lo = addr,
-		.hi = sym->st_size ? end : section_end(rt->elf, sym->st_shndx, rt->bias, m->limit),
-		.name = name,
-		.order = sym_order_rank(&g),
-		.sized = sym->st_size != 0,
-	};
-	return true;
+	if (!rt->syms || rt->syms[i].st_shndx == SHN_XINDEX) {
+		GElf_Sym sym;
+		GElf_Addr addr;
+		GElf_Word shndx;
+		Elf *elf;
+		Dwarf_Addr bias;
+		const char *name =
+			dw.dwfl_module_getsym_info(ms->mod, i, &sym, &addr, &shndx, &elf, &bias);
+		return make_entry(m, name, addr, &sym, shndx, elf, bias, out);
+	}
+	const Elf64_Sym *raw = &rt->syms[i];
+	GElf_Sym sym = { .st_info = raw->st_info, .st_size = raw->st_size };
+	return make_entry(m, raw_name(rt, raw), raw->st_value + rt->bias, &sym, raw->st_shndx,
+			  rt->elf, rt->bias, out);
 }
 
 /* rt->syms stays NULL unless the direct reading is libdw's own table. */
@@ -1330,7 +1318,8 @@ static void want_sort(wanted_t *w)
 	w->n = w->sorted = j;
 }
 
-static bool sorted_has(const uintptr_t *v, size_t n, uintptr_t a)
+/* The first of the sorted v[0..n) that is >= a; n when none. */
+static size_t lower_bound(const uintptr_t *v, size_t n, uintptr_t a)
 {
 	size_t lo = 0, hi = n;
 	while (lo < hi) {
@@ -1340,7 +1329,13 @@ static bool sorted_has(const uintptr_t *v, size_t n, uintptr_t a)
 		else
 			hi = mid;
 	}
-	return lo < n && v[lo] == a;
+	return lo;
+}
+
+static bool sorted_has(const uintptr_t *v, size_t n, uintptr_t a)
+{
+	size_t i = lower_bound(v, n, a);
+	return i < n && v[i] == a;
 }
 
 /* false: no memory (the whole table will be read). */
@@ -1391,15 +1386,7 @@ static bool build_wanted_symbols(mapping_state_t *ms, const cprof_mapping_t *m,
 			continue;
 		if (!raw)
 			at = e.lo;
-		size_t lo = 0, hi = w->n; /* the first wanted address >= at */
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (w->v[mid] < at)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		gap_t *g = &gaps[lo];
+		gap_t *g = &gaps[lower_bound(w->v, w->n, at)]; /* the first wanted >= at */
 		if (raw && ((g->n == WINDOW && at < g->e[0].lo) || !symbol_entry(ms, m, rt, i, &e)))
 			continue;
 		gap_add(g, &e);
