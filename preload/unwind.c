@@ -89,6 +89,14 @@ enum { TRACE_UNDECIDED = 0, TRACE_CACHED, TRACE_UNCACHED, TRACE_EXITED };
 
 static __thread unwind_thread_t unwind_tls __attribute__((tls_model("initial-exec")));
 
+/* The end of one of our unwinds; the outermost also ends a mask pair
+ * libunwind left half-done (sigmask.c skips them inside our unwinds). */
+CPROF_SIGSAFE static inline void unwind_leave(unwind_thread_t *t)
+{
+	if (--t->unwinding == 0)
+		t->masks_skipped = 0;
+}
+
 /* libunwind's own code: a dl_iterate_phdr callback from there is its
  * dwarf_callback (the only caller in libunwind 1.6.2's x86_64 local
  * unwinder: src/dwarf/Gfind_proc_info-lsb.c), whose data is a struct
@@ -521,8 +529,7 @@ CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max)
 	unwind_tls.from_signal++;
 	unwind_tls.unwinding++;
 	int depth = unwind_signal_walk(uc, pcs, max);
-	if (--unwind_tls.unwinding == 0)
-		unwind_tls.masks_skipped = 0; /* a pair left half-done ends here */
+	unwind_leave(&unwind_tls);
 	unwind_tls.from_signal--;
 	cancel_restore(cancel_state);
 	return depth;
@@ -559,8 +566,7 @@ int cprof_unwind_remote(const uintptr_t regs[8], uintptr_t stack_lo, uintptr_t s
 	/* The first IP is inside a wrapper (libcprof's): skipped. */
 	if (unw_init_local(&cursor, (unw_context_t *)&uc) >= 0)
 		depth = collect(&cursor, pcs, 0, max, 0, 1);
-	if (--t->unwinding == 0)
-		t->masks_skipped = 0;
+	unwind_leave(t);
 	t->remote_hi = 0;
 	t->copy = NULL;
 	return depth;
@@ -675,8 +681,7 @@ CPROF_SIGSAFE int cprof_unwind_here(uintptr_t *pcs, int max)
 	int cancel_state = cancel_off();
 	unwind_tls.unwinding++;
 	int depth = unwind_here_walk(pcs, max);
-	if (--unwind_tls.unwinding == 0)
-		unwind_tls.masks_skipped = 0; /* a pair left half-done ends here */
+	unwind_leave(&unwind_tls);
 	cancel_restore(cancel_state);
 	return depth;
 }
@@ -759,8 +764,7 @@ void cprof_unwind_init(void)
 	uintptr_t pcs[8];
 	unwind_tls.unwinding++;
 	(void)unwind_here_uncached(pcs, 8);
-	unwind_tls.unwinding--;
-	unwind_tls.masks_skipped = 0;
+	unwind_leave(&unwind_tls);
 	ucontext_t uc;
 	if (getcontext(&uc) == 0)
 		(void)cprof_unwind_signal(&uc, pcs, 8);
