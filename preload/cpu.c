@@ -306,11 +306,18 @@ static int64_t arm_timer(int id)
  * would be signalled whatever the thread is doing, and wake it from a
  * ppoll with EINTR); the periods passed are in its tail, counted at its
  * end, so no CPU time is lost, only charged to its last sample. The
- * dumper looks every ARM_TICK_NS while threads wait and for
- * ARM_LINGER_NS after (later while it writes a dump), and is woken by a
- * new thread only when it does not look (a futex wake and a switch to the
- * dumper for each new thread cost more than the timer they saved: churn
- * 1.32x against 1.23x). A thread that ends first pays no timer at all.
+ * dumper sleeps until the earliest waiting thread's time, at least
+ * ARM_TICK_NS (later while it writes a dump), and says when
+ * (arm_look_at); a new thread wakes it only when that is more than
+ * ARM_TICK_NS after its own time, or when no thread waits (a futex wake
+ * and a switch to the dumper for each new thread cost more than the
+ * timer they saved: churn 1.32x against 1.23x). While threads keep
+ * coming (one since the last look) it looks every ARM_TICK_NS, so they
+ * need not wake it; once none came and none waits, it sleeps until one
+ * does. (It used to look every 2 ms for 200 ms after any thread's
+ * start: 25 wake-ups in a 50 ms process, each a switch away from one of
+ * its threads, 1 to 2 ms of its exit cost.) A thread that ends first
+ * pays no timer at all.
  * The thread's end and the dumper's arming meet on the slot's state: the
  * thread takes SLOT_PENDING back, or waits out SLOT_ARMING (two system
  * calls) and deletes the timer as its own. Thread-directed timers only:
@@ -320,48 +327,61 @@ static int64_t arm_timer(int id)
  * armed at its start, as the main thread always is). */
 #define ARM_TICK_NS 2000000
 #define ARM_AHEAD_NS 200000  /* a made timer's first expiry is at least this far ahead */
-#define ARM_LINGER_NS 200000000
+#define ARM_NEVER INT64_MAX
 static atomic_int pending_threads;   /* slots in SLOT_PENDING */
-static atomic_int arm_polling;       /* the dumper looks again within ARM_TICK_NS */
-static int64_t arm_last_pending;     /* the dumper's: when it last saw one */
+/* CLOCK_MONOTONIC time by which the dumper looks at the waiting slots
+ * again; ARM_NEVER while it sleeps until woken, and while it looks (a
+ * thread that comes then wakes it, or finds the time it will look). */
+static _Atomic int64_t arm_look_at = ARM_NEVER;
+static _Atomic int64_t arm_last_start;  /* the latest new thread's start (CLOCK_MONOTONIC) */
+static int64_t arm_last_look;           /* the dumper's: when it last looked */
 
-static void arm_due(int64_t now);
+static int64_t arm_due(int64_t now);
 
 /* On the dumper's thread: makes the timers that are due; returns the
- * CLOCK_MONOTONIC time by which it should look again, 0 for none. */
+ * CLOCK_MONOTONIC time by which it should look again, 0 for none.
+ * Against a new thread (cprof_cpu_thread_start): the dumper says
+ * ARM_NEVER before it counts the waiting slots, and the thread counts
+ * itself before it reads what the dumper said. A slot the count missed
+ * was published after it, so its thread reads ARM_NEVER or the time
+ * found without it, and wakes the dumper if that is too late for it. */
 int64_t cprof_cpu_arm_pending(int64_t now)
 {
-	if (!atomic_load(&cpu_active)) {
-		atomic_store(&arm_polling, 0);
+	atomic_store(&arm_look_at, ARM_NEVER);
+	if (!atomic_load(&cpu_active))
 		return 0;
-	}
+	int64_t next = ARM_NEVER;
 	if (atomic_load(&pending_threads) > 0) {
-		arm_last_pending = now;
-		arm_due(now);
+		next = arm_due(now);
+		if (next < now + ARM_TICK_NS)
+			next = now + ARM_TICK_NS;
 	}
-	if (now - arm_last_pending < ARM_LINGER_NS) {
-		atomic_store(&arm_polling, 1);
-		return now + ARM_TICK_NS;
-	}
-	atomic_store(&arm_polling, 0);
-	/* A thread that came as this stopped looking saw it looking, and
-	 * did not wake it: look once more. */
-	if (atomic_load(&pending_threads) > 0) {
-		atomic_store(&arm_polling, 1);
-		return now + ARM_TICK_NS;
-	}
-	return 0;
+	bool coming = atomic_load_explicit(&arm_last_start, memory_order_relaxed) >= arm_last_look;
+	arm_last_look = now;
+	if (coming && next > now + ARM_TICK_NS)
+		next = now + ARM_TICK_NS;
+	if (next == ARM_NEVER)
+		return 0;
+	atomic_store(&arm_look_at, next);
+	return next;
 }
 
-static void arm_due(int64_t now)
+/* Makes the due slots' timers; returns the earliest time of a slot
+ * still waiting, ARM_NEVER for none. */
+static int64_t arm_due(int64_t now)
 {
+	int64_t next = ARM_NEVER;
 	int high = atomic_load(&timer_slots_high);
 	for (int i = 0; i < high && atomic_load(&cpu_active); i++) {
 		timer_slot_t *t = &timer_slots[i];
 		if (atomic_load_explicit(&t->taken, memory_order_acquire) != SLOT_PENDING)
 			continue;
-		if (atomic_load_explicit(&t->arm_at, memory_order_relaxed) > now)
+		int64_t at = atomic_load_explicit(&t->arm_at, memory_order_relaxed);
+		if (at > now) {
+			if (at < next)
+				next = at;
 			continue;
+		}
 		int expected = SLOT_PENDING;
 		if (!atomic_compare_exchange_strong(&t->taken, &expected, SLOT_ARMING))
 			continue;
@@ -398,7 +418,7 @@ static void arm_due(int64_t now)
 				atomic_store(&t->taken, SLOT_NO_TIMER);
 			}
 		}
-	}
+	}	return next;
 }
 
 void cprof_cpu_thread_start(int64_t created_ns)
@@ -417,8 +437,9 @@ void cprof_cpu_thread_start(int64_t created_ns)
 			tail = (cpu_tail_t){ .first_ns = first, .wall_bound_ns = created_ns + first };
 			cprof_thread.timer_slot = slot;
 			atomic_store_explicit(&t->taken, SLOT_PENDING, memory_order_release);
+			atomic_store_explicit(&arm_last_start, created_ns, memory_order_relaxed);
 			atomic_fetch_add(&pending_threads, 1);
-			if (!atomic_load(&arm_polling))
+			if (atomic_load(&arm_look_at) > created_ns + first + ARM_TICK_NS)
 				cprof_dump_kick();
 			return;
 		}
@@ -649,8 +670,9 @@ void cprof_cpu_atfork_child(void)
 		atomic_store(&timer_slots[i].taken, 0);
 	atomic_store(&timer_slots_high, 0);
 	atomic_store(&pending_threads, 0);
-	atomic_store(&arm_polling, 0);
-	arm_last_pending = 0;
+	atomic_store(&arm_look_at, ARM_NEVER);
+	atomic_store(&arm_last_start, 0);
+	arm_last_look = 0;
 	cprof_thread.timer_slot = -1;
 	/* The parent's windows are not the child's (its endpoint thread
 	 * did not come along). */

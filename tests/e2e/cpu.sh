@@ -65,6 +65,37 @@ test_cpu_samples_make_no_mask_calls() {
 		fail "split off: heavy $heavy light $light" || return 1
 }
 
+# The dumper makes a new thread's CPU timer at the thread's first expiry
+# (preload/cpu.c) and sleeps while no thread waits for one: it used to
+# look every 2 ms for 200 ms after each thread's start, about 100 futex
+# waits, each a switch away from one of the program's threads. strace
+# counts futex calls, profiled (CPU only, 100 Hz) against unprofiled: at
+# most 20 more. The threads' timers are still made: the 0.6 s of CPU
+# time has at least 30 samples (a thread without its timer has one, its
+# tail) and the split is right.
+test_cpu_dumper_sleeps_while_threads_run() {
+	strace -f -qq -c -e trace=futex -o base.st "$PROGS/cpu_split" 60 >/dev/null 2>&1 ||
+		fail "unprofiled run failed" || return 1
+	profiled_argv prof CPROF_PROFILES=cpu -- "$PROGS/cpu_split" 60
+	strace -f -qq -c -e trace=futex -o prof.st env "${PROFILED[@]}" >/dev/null 2>err ||
+		fail "profiled run failed" || return 1
+	local base calls file samples heavy light
+	base=$(awk '$NF == "futex" { print $4 }' base.st)
+	calls=$(awk '$NF == "futex" { print $4 }' prof.st)
+	file=$(profile_of prof cpu)
+	[ -n "$file" ] || fail "no cpu profile" || return 1
+	samples=$(cprof_total "$file" samples)
+	heavy=$(cprof_value "$file" work_heavy cum cpu)
+	light=$(cprof_value "$file" work_light cum cpu)
+	echo "futex calls: unprofiled ${base:-0}, profiled ${calls:-0}; samples $samples"
+	[ $((${calls:-0} - ${base:-0})) -le 20 ] ||
+		fail "$((${calls:-0} - ${base:-0})) more futex calls" || return 1
+	[ "$samples" -ge 30 ] || fail "only $samples samples: threads without timers" || return 1
+	awk -v a="$heavy" -v b="$light" 'BEGIN { s = 100 * a / (a + b); exit !(s > 70 && s < 80) }' ||
+		fail "split off: heavy $heavy light $light" || return 1
+	pprof_top "$file" | grep -q work_heavy || fail "pprof does not see work_heavy" || return 1
+}
+
 test_cpu_split_100hz() { check_split 100; }
 test_cpu_split_1000hz() { check_split 1000; }
 
