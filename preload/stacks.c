@@ -7,8 +7,10 @@
  * own thread cannot deadlock.
  *
  * Layout, all mmap'd once at start-up and never grown:
- *   slots[]  open-addressing index, 2x the stack capacity, each slot 0
- *            (empty) or 1 + the byte offset / 8 of an entry in the pool;
+ *   first[]  a one-page open-addressing index for the first FIRST_STACKS
+ *            stacks, each slot 0 (empty) or 1 + the byte offset / 8 of an
+ *            entry in the pool;
+ *   slots[]  the same for every later stack, 2x the stack capacity;
  *   pool[]   entries laid one after another by an atomic bump pointer:
  *            a cprof_stack_t header and its frames;
  *   list[]   the published entries in order, so a dump walks only what
@@ -19,6 +21,17 @@
  * winner's entry there, equal to its own, and uses it (its own copy stays
  * unused in the pool). Nobody waits. The pool is sized for every stack at
  * the full depth; unused pages cost no memory until touched.
+ *
+ * Why two indexes: a new stack lands on a random page of slots[] (256 KiB
+ * at the defaults), so each of a short process's first stacks faulted in a
+ * page of its own (2 to 7 us each here, a tenth of what its CPU samples
+ * cost). The first FIRST_STACKS go to first[], one page; once it holds
+ * that many it takes no more (it stays at most half full, so a probe for
+ * a stack it lacks ends at an empty slot), and a lookup that misses it
+ * goes on to slots[]. An entry is never moved, so whoever finds it once
+ * finds it again in the same index. Two threads adding the same new stack
+ * just as first[] fills may publish one entry in each index: two samples
+ * with the same stack, which every reader adds up.
  */
 #include "cprof_internal.h"
 
@@ -26,7 +39,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#define FIRST_SLOTS 1024              /* one page of 32-bit slots */
+#define FIRST_STACKS (FIRST_SLOTS / 2)
+
 typedef struct stack_table {
+	_Atomic uint32_t *first;  /* FIRST_SLOTS */
+	_Atomic unsigned first_used;
 	_Atomic uint32_t *slots;
 	_Atomic uint32_t *list;  /* published entry refs, densely */
 	size_t slot_mask;       /* slot count - 1 (a power of two) */
@@ -105,16 +123,18 @@ int cprof_stacks_init(unsigned stacks, unsigned max_depth)
 	if (pool_words >= UINT32_MAX)
 		pool_words = UINT32_MAX - 1; /* refs are 32-bit word offsets */
 	size_t slot_bytes = (slots * sizeof(uint32_t) + 4095) & ~(size_t)4095;
-	size_t bytes = 2 * slot_bytes + pool_words * 8;
+	size_t first_bytes = FIRST_SLOTS * sizeof(uint32_t);
+	size_t bytes = first_bytes + 2 * slot_bytes + pool_words * 8;
 
 	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -errno;
-	table.slots = mem;
+	table.first = mem;
+	table.slots = (_Atomic uint32_t *)((char *)mem + first_bytes);
 	table.slot_mask = slots - 1;
-	table.list = (_Atomic uint32_t *)((char *)mem + slot_bytes);
-	table.pool = (uint64_t *)((char *)mem + 2 * slot_bytes);
+	table.list = (_Atomic uint32_t *)((char *)mem + first_bytes + slot_bytes);
+	table.pool = (uint64_t *)((char *)mem + first_bytes + 2 * slot_bytes);
 	table.pool_words = pool_words;
 	table.max_depth = max_depth;
 	table.map_bytes = bytes;
@@ -128,7 +148,7 @@ void cprof_stacks_reset(void)
 	 * (or, in a fork child, copying) any of the old ones. */
 	if (!table.slots)
 		return;
-	if (mmap((void *)table.slots, table.map_bytes, PROT_READ | PROT_WRITE,
+	if (mmap((void *)table.first, table.map_bytes, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
 		/* Old entries would be overwritten while still indexed: stop
 		 * recording instead (cprof_stacks_insert sees no table). */
@@ -136,6 +156,7 @@ void cprof_stacks_reset(void)
 		return;
 	}
 	atomic_store(&table.pool_used, 0);
+	atomic_store(&table.first_used, 0);
 	atomic_store(&table.used, 0);
 	atomic_store(&table.full_events, 0);
 	for (int k = 0; k < CPROF_KIND_COUNT; k++)
@@ -150,6 +171,68 @@ static bool same_stack(const cprof_stack_t *s, uint64_t hash, cprof_kind_t kind,
 	       memcmp(s->frames, frames, depth * sizeof *frames) == 0;
 }
 
+/* One index's probe for the stack: its entry; NULL when the index does
+ * not have it and does not take it (`takes` false), or, with *full, when
+ * the table is full. `fresh` is the new entry, made from the pool at the
+ * first empty slot that may take it. */
+CPROF_SIGSAFE static cprof_stack_t *probe(_Atomic uint32_t *slots, size_t mask, bool takes,
+					  uint64_t hash, cprof_kind_t kind, uint64_t tag,
+					  uint32_t labels, const uintptr_t *frames, unsigned depth,
+					  cprof_stack_t **fresh, uint32_t *fresh_ref, bool *full)
+{
+	size_t idx = hash & mask;
+	/* Linear probing; an index is at most half full (capacity checks
+	 * below), so a probe sequence is short. */
+	for (size_t n = 0; n <= mask; n++, idx = (idx + 1) & mask) {
+		/* A read-modify-write that changes nothing, not a load: the
+		 * first touch of an index page is then a write, which maps a
+		 * page of its own. A load maps the shared zero page, and the
+		 * compare-and-swap after it copies that; a copy flushes the
+		 * other CPUs' TLBs (an interrupt each, 20-40 us in this VM):
+		 * most of what a short process paid for its CPU samples. */
+		uint32_t ref = atomic_fetch_add_explicit(&slots[idx], 0, memory_order_acquire);
+		if (ref == 0) {
+			if (!takes)
+				return NULL;
+			if (!*fresh) {
+				unsigned used = atomic_load_explicit(&table.used, memory_order_relaxed);
+				if (used >= (table.slot_mask + 1) / 2 ||
+				    !(*fresh = pool_take(depth, fresh_ref))) {
+					*full = true;
+					return NULL;
+				}
+				cprof_stack_t *f = *fresh;
+				f->hash = hash;
+				f->kind = kind;
+				f->depth = depth;
+				f->tag = tag;
+				f->labels = labels;
+				for (int i = 0; i < CPROF_VALUES_MAX; i++)
+					atomic_init(&f->values[i], 0);
+				memcpy(f->frames, frames, depth * sizeof *frames);
+			}
+			uint32_t expected = 0;
+			if (atomic_compare_exchange_strong_explicit(&slots[idx], &expected,
+								    *fresh_ref, memory_order_release,
+								    memory_order_acquire)) {
+				unsigned at = atomic_fetch_add_explicit(&table.used, 1,
+									memory_order_relaxed);
+				atomic_store_explicit(&table.list[at], *fresh_ref,
+						      memory_order_release);
+				return *fresh;
+			}
+			ref = expected; /* somebody published here first */
+		}
+		cprof_stack_t *s = entry_at(ref);
+		if (same_stack(s, hash, kind, tag, labels, frames, depth))
+			return s; /* a taken `fresh` stays unused: rare, bounded */
+	}
+	/* Every slot taken: first[] may overfill by the inserts that raced
+	 * for its last place; slots[] never (the capacity check). */
+	*full = slots != table.first;
+	return NULL;
+}
+
 CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag,
 						 const uintptr_t *frames, unsigned depth)
 {
@@ -161,51 +244,27 @@ CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag
 	 * different label sets are different samples. */
 	uint32_t labels = cprof_thread.labels;
 	uint64_t hash = stack_hash(kind, tag, labels, frames, depth);
-	size_t idx = hash & table.slot_mask;
-	cprof_stack_t *fresh = NULL;
+	cprof_stack_t *fresh = NULL, *s;
 	uint32_t fresh_ref = 0;
+	bool full = false;
 
-	/* Linear probing; the index is at most half full (capacity check
-	 * below), so a probe sequence is short. */
-	for (size_t probe = 0; probe <= table.slot_mask; probe++, idx = (idx + 1) & table.slot_mask) {
-		/* A read-modify-write that changes nothing, not a load: the
-		 * first touch of an index page is then a write, which maps a
-		 * page of its own. A load maps the shared zero page, and the
-		 * compare-and-swap after it copies that; a copy flushes the
-		 * other CPUs' TLBs (an interrupt each, 20-40 us in this VM):
-		 * most of what a short process paid for its CPU samples. */
-		uint32_t ref = atomic_fetch_add_explicit(&table.slots[idx], 0, memory_order_acquire);
-		if (ref == 0) {
-			if (!fresh) {
-				unsigned used = atomic_load_explicit(&table.used, memory_order_relaxed);
-				if (used >= (table.slot_mask + 1) / 2 ||
-				    !(fresh = pool_take(depth, &fresh_ref)))
-					break;
-				fresh->hash = hash;
-				fresh->kind = kind;
-				fresh->depth = depth;
-				fresh->tag = tag;
-				fresh->labels = labels;
-				for (int i = 0; i < CPROF_VALUES_MAX; i++)
-					atomic_init(&fresh->values[i], 0);
-				memcpy(fresh->frames, frames, depth * sizeof *frames);
-			}
-			uint32_t expected = 0;
-			if (atomic_compare_exchange_strong_explicit(&table.slots[idx], &expected,
-								    fresh_ref, memory_order_release,
-								    memory_order_acquire)) {
-				unsigned at = atomic_fetch_add_explicit(&table.used, 1,
-									memory_order_relaxed);
-				atomic_store_explicit(&table.list[at], fresh_ref,
-						      memory_order_release);
-				return fresh;
-			}
-			ref = expected; /* somebody published here first */
-		}
-		cprof_stack_t *s = entry_at(ref);
-		if (same_stack(s, hash, kind, tag, labels, frames, depth))
-			return s; /* a taken `fresh` stays unused: rare, bounded */
+	/* first[] takes a stack while it holds fewer than FIRST_STACKS: the
+	 * count is taken before the slot, so it never holds more than
+	 * FIRST_STACKS plus the inserts racing for the last one. */
+	bool first_takes = atomic_load_explicit(&table.first_used, memory_order_relaxed) <
+			   FIRST_STACKS;
+	s = probe(table.first, FIRST_SLOTS - 1, first_takes, hash, kind, tag, labels, frames,
+		  depth, &fresh, &fresh_ref, &full);
+	if (s) {
+		if (s == fresh)
+			atomic_fetch_add_explicit(&table.first_used, 1, memory_order_relaxed);
+		return s;
 	}
+	if (!full)
+		s = probe(table.slots, table.slot_mask, true, hash, kind, tag, labels, frames,
+			  depth, &fresh, &fresh_ref, &full);
+	if (s)
+		return s;
 	atomic_fetch_add_explicit(&table.full_events, 1, memory_order_relaxed);
 	return table.dropped[kind];
 }
