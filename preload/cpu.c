@@ -418,7 +418,8 @@ static int64_t arm_due(int64_t now)
 				atomic_store(&t->taken, SLOT_NO_TIMER);
 			}
 		}
-	}	return next;
+	}
+	return next;
 }
 
 void cprof_cpu_thread_start(int64_t created_ns)

@@ -24,8 +24,9 @@
  *
  * Why two indexes: a new stack lands on a random page of slots[] (256 KiB
  * at the defaults), so each of a short process's first stacks faulted in a
- * page of its own (2 to 7 us each here, a tenth of what its CPU samples
- * cost). The first FIRST_STACKS go to first[], one page; once it holds
+ * page of its own, in the CPU timer's handler (11 faults a run of the exit
+ * benchmark; perf put a fifth of its CPU samples' cost there). The first
+ * FIRST_STACKS go to first[], one page; once it holds
  * that many it takes no more (it stays at most half full, so a probe for
  * a stack it lacks ends at an empty slot), and a lookup that misses it
  * goes on to slots[]. An entry is never moved, so whoever finds it once
