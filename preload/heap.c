@@ -579,24 +579,48 @@ marked:
  * A sample of s bytes takes a block of s to 2s + 64 bytes. Reading the
  * size from the word it swaps out, a taker never trusts a size that
  * belonged to another block. Lock-free: one compare-and-swap per take
- * and per put; a full set gives up the block in its next slot round the
- * set to the allocator (without that, sizes no sample asks for clogged
- * it: the wide loop kept 494 blocks and freed 1885). Only with the
- * default mark of 4096 (heap rates of 256 KiB and more). */
+ * and per put; a full set gives up a block of the putting thread's to the
+ * allocator, else the one in its next slot round the set (without that,
+ * sizes no sample asks for clogged it: the wide loop kept 494 blocks and
+ * freed 1885). Only with the default mark of 4096 (heap rates of 256 KiB
+ * and more).
+ *
+ * A thread takes only the blocks it put, and gives back its own first:
+ * each slot's top byte (above any user address, 2^56 even with five-level
+ * page tables) holds a tag of the thread that put it. A block taken by
+ * another thread was later freed by that thread into the first thread's
+ * malloc arena, whose lock the first thread holds for its own mallocs and
+ * frees: heap_work's two threads, which share nothing, made 800 futex
+ * waits a run on each other's arena locks, none unprofiled. Two threads
+ * with the same tag (1 in 256) share their blocks as all threads did. */
 #define SPARE_SLOTS 32
 #define SPARE_MAX 16384
+#define SPARE_TAG_SHIFT 56
 static _Atomic uintptr_t spare_blocks[SPARE_SLOTS];
 static atomic_uint spare_evict_next;
 
-static inline uintptr_t spare_word(const void *p, size_t size)
+/* The calling thread's tag, in the top byte: its thread block's address,
+ * mixed (threads' blocks are a stack apart, megabytes). */
+static inline uintptr_t spare_tag(void)
+{
+	uint64_t a = (uint64_t)(uintptr_t)&cprof_thread;
+	return (uintptr_t)((a * 0x9E3779B97F4A7C15ULL) >> SPARE_TAG_SHIFT) << SPARE_TAG_SHIFT;
+}
+
+static inline uintptr_t spare_word(const void *p, size_t size, uintptr_t tag)
 {
 	uintptr_t v = size >> 4; /* <= 1024: 11 bits */
-	return (uintptr_t)p | (v & 15) | ((v >> 4) << 5);
+	return (uintptr_t)p | (v & 15) | ((v >> 4) << 5) | tag;
+}
+
+static inline bool spare_is(uintptr_t word, uintptr_t tag)
+{
+	return word && (word >> SPARE_TAG_SHIFT) == (tag >> SPARE_TAG_SHIFT);
 }
 
 static inline void *spare_block(uintptr_t word)
 {
-	return (void *)(word & ~(uintptr_t)0xfef);
+	return (void *)(word & ~(uintptr_t)0xfef & (((uintptr_t)1 << SPARE_TAG_SHIFT) - 1));
 }
 
 static inline size_t spare_size(uintptr_t word)
@@ -609,17 +633,25 @@ static inline size_t spare_size(uintptr_t word)
 static bool spare_put(void *p, size_t size)
 {
 	if (heap_mark_align != 4096 || size > SPARE_MAX || size < 16 ||
-	    ((uintptr_t)p & 0xfef))
+	    ((uintptr_t)p & 0xfef) || ((uintptr_t)p >> SPARE_TAG_SHIFT))
 		return false;
-	uintptr_t word = spare_word(p, size);
+	uintptr_t tag = spare_tag();
+	uintptr_t word = spare_word(p, size, tag);
+	int own = -1;
 	for (int i = 0; i < SPARE_SLOTS; i++) {
-		uintptr_t expected = 0;
-		if (atomic_load_explicit(&spare_blocks[i], memory_order_relaxed) == 0 &&
+		uintptr_t expected = atomic_load_explicit(&spare_blocks[i], memory_order_relaxed);
+		if (expected == 0 &&
 		    atomic_compare_exchange_strong_explicit(&spare_blocks[i], &expected, word,
 							    memory_order_release, memory_order_relaxed))
 			return true;
+		if (own < 0 && spare_is(expected, tag))
+			own = i;
 	}
-	unsigned i = atomic_fetch_add_explicit(&spare_evict_next, 1, memory_order_relaxed) % SPARE_SLOTS;
+	/* Full: one of this thread's own goes back to its arena, else the
+	 * next one round (a thread's that ended, perhaps). */
+	unsigned i = own >= 0 ? (unsigned)own :
+				atomic_fetch_add_explicit(&spare_evict_next, 1, memory_order_relaxed) %
+					SPARE_SLOTS;
 	uintptr_t old = atomic_exchange_explicit(&spare_blocks[i], word, memory_order_acq_rel);
 	if (old)
 		real_free(spare_block(old));
@@ -631,10 +663,11 @@ static void *spare_take(size_t size)
 {
 	if (size > SPARE_MAX || heap_mark_align != 4096)
 		return NULL;
+	uintptr_t tag = spare_tag();
 	for (int i = 0; i < SPARE_SLOTS; i++) {
 		uintptr_t word = atomic_load_explicit(&spare_blocks[i], memory_order_relaxed);
 		size_t cap = spare_size(word);
-		if (!word || cap < size || cap > 2 * size + 64)
+		if (!spare_is(word, tag) || cap < size || cap > 2 * size + 64)
 			continue;
 		if (atomic_compare_exchange_strong_explicit(&spare_blocks[i], &word, 0,
 							    memory_order_acquire,

@@ -440,3 +440,30 @@ test_heap_off() {
 	done
 	return 0
 }
+
+# Two threads that share nothing never wait for each other's malloc arena
+# lock, profiled or not. A sampled block the heap profile keeps for the
+# next sample (preload/heap.c, spare blocks) used to go to whichever
+# thread sampled next, which later freed it into the first thread's arena:
+# 850 futex calls a run here, 2 unprofiled. strace counts them, profiled
+# (heap only, the default rate) against unprofiled: at most 20 more. The
+# profile has the workers' allocations, for both readers.
+test_heap_threads_keep_their_arenas() {
+	strace -f -qq -c -e trace=futex -o base.st "$PROGS/heap_arenas" >/dev/null 2>&1 ||
+		fail "unprofiled run failed" || return 1
+	profiled_argv prof CPROF_PROFILES=heap -- "$PROGS/heap_arenas"
+	strace -f -qq -c -e trace=futex -o prof.st env "${PROFILED[@]}" >out 2>err ||
+		fail "profiled run failed: $(cat err)" || return 1
+	local base calls file ours theirs
+	base=$(awk '$NF == "futex" { print $4 }' base.st)
+	calls=$(awk '$NF == "futex" { print $4 }' prof.st)
+	file=$(heap_profile prof) || return 1
+	ours=$(cprof_value "$file" worker cum alloc_space)
+	theirs=$(heap_pprof_value "$file" alloc_space worker)
+	echo "futex calls: unprofiled ${base:-0}, profiled ${calls:-0}; worker alloc_space: cprof $ours, pprof $theirs"
+	[ $((${calls:-0} - ${base:-0})) -le 20 ] ||
+		fail "$((${calls:-0} - ${base:-0})) more futex calls" || return 1
+	# 2 x 404096 blocks of 16 + (x & 0xfef) bytes, 2055.5 on average: 1.661 GB.
+	within "$ours" 1661000000 15 || fail "cprof: worker alloc_space $ours" || return 1
+	within "$theirs" 1661000000 15 || fail "pprof: worker alloc_space $theirs" || return 1
+}
