@@ -51,6 +51,28 @@ profiled_argv() {
 	PROFILED+=(LD_PRELOAD="$SHIM" "$@")
 }
 
+# count_calls SYSCALL OUTDIR [ENV=VALUE ...] -- CMD ARGS: runs CMD under
+# strace twice, unprofiled and under the shim (profiles into OUTDIR), and
+# sets BASE_CALLS and PROF_CALLS to the calls of SYSCALL each made (all
+# threads). Fails when a run fails.
+count_calls() {
+	local sc=$1
+	shift
+	profiled_argv "$@"
+	local -a cmd=("$@")
+	while [ ${#cmd[@]} -gt 0 ] && [ "${cmd[0]}" != "--" ]; do cmd=("${cmd[@]:1}"); done
+	[ ${#cmd[@]} -gt 1 ] || fail "count_calls: no command after --" || return 1
+	cmd=("${cmd[@]:1}")
+	strace -f -qq -c -e trace="$sc" -o base.st "${cmd[@]}" >/dev/null 2>&1 ||
+		fail "unprofiled run failed" || return 1
+	strace -f -qq -c -e trace="$sc" -o prof.st env "${PROFILED[@]}" >/dev/null 2>err ||
+		fail "profiled run failed: $(cat err)" || return 1
+	BASE_CALLS=$(awk -v sc="$sc" '$NF == sc { print $4 }' base.st)
+	PROF_CALLS=$(awk -v sc="$sc" '$NF == sc { print $4 }' prof.st)
+	BASE_CALLS=${BASE_CALLS:-0}
+	PROF_CALLS=${PROF_CALLS:-0}
+}
+
 # run_profiled OUTDIR [ENV=VALUE ...] -- CMD ARGS: runs CMD under the shim.
 run_profiled() {
 	profiled_argv "$@"

@@ -43,14 +43,9 @@ check_split() {
 # CPU profile only) against the unprofiled one: at most 50 more plus one
 # for every 20 samples. The split stays right (the stacks are unchanged).
 test_cpu_samples_make_no_mask_calls() {
-	strace -f -qq -c -e trace=rt_sigprocmask -o base.st "$PROGS/cpu_split" 60 >/dev/null 2>&1 ||
-		fail "unprofiled run failed" || return 1
-	profiled_argv prof CPROF_PROFILES=cpu CPROF_CPU_HZ=1000 -- "$PROGS/cpu_split" 60
-	strace -f -qq -c -e trace=rt_sigprocmask -o prof.st env "${PROFILED[@]}" >/dev/null 2>err ||
-		fail "profiled run failed" || return 1
-	local base calls file samples heavy light
-	base=$(awk '$NF == "rt_sigprocmask" { print $4 }' base.st)
-	calls=$(awk '$NF == "rt_sigprocmask" { print $4 }' prof.st)
+	count_calls rt_sigprocmask prof CPROF_PROFILES=cpu CPROF_CPU_HZ=1000 -- \
+		"$PROGS/cpu_split" 60 || return 1
+	local base=$BASE_CALLS calls=$PROF_CALLS file samples heavy light
 	file=$(profile_of prof cpu)
 	[ -n "$file" ] || fail "no cpu profile" || return 1
 	samples=$(cprof_total "$file" samples)
@@ -74,14 +69,8 @@ test_cpu_samples_make_no_mask_calls() {
 # time has at least 30 samples (a thread without its timer has one, its
 # tail) and the split is right.
 test_cpu_dumper_sleeps_while_threads_run() {
-	strace -f -qq -c -e trace=futex -o base.st "$PROGS/cpu_split" 60 >/dev/null 2>&1 ||
-		fail "unprofiled run failed" || return 1
-	profiled_argv prof CPROF_PROFILES=cpu -- "$PROGS/cpu_split" 60
-	strace -f -qq -c -e trace=futex -o prof.st env "${PROFILED[@]}" >/dev/null 2>err ||
-		fail "profiled run failed" || return 1
-	local base calls file samples heavy light
-	base=$(awk '$NF == "futex" { print $4 }' base.st)
-	calls=$(awk '$NF == "futex" { print $4 }' prof.st)
+	count_calls futex prof CPROF_PROFILES=cpu -- "$PROGS/cpu_split" 60 || return 1
+	local base=$BASE_CALLS calls=$PROF_CALLS file samples heavy light
 	file=$(profile_of prof cpu)
 	[ -n "$file" ] || fail "no cpu profile" || return 1
 	samples=$(cprof_total "$file" samples)

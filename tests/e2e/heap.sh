@@ -449,14 +449,8 @@ test_heap_off() {
 # (heap only, the default rate) against unprofiled: at most 20 more. The
 # profile has the workers' allocations, for both readers.
 test_heap_threads_keep_their_arenas() {
-	strace -f -qq -c -e trace=futex -o base.st "$PROGS/heap_arenas" >/dev/null 2>&1 ||
-		fail "unprofiled run failed" || return 1
-	profiled_argv prof CPROF_PROFILES=heap -- "$PROGS/heap_arenas"
-	strace -f -qq -c -e trace=futex -o prof.st env "${PROFILED[@]}" >out 2>err ||
-		fail "profiled run failed: $(cat err)" || return 1
-	local base calls file ours theirs
-	base=$(awk '$NF == "futex" { print $4 }' base.st)
-	calls=$(awk '$NF == "futex" { print $4 }' prof.st)
+	count_calls futex prof CPROF_PROFILES=heap -- "$PROGS/heap_arenas" || return 1
+	local base=$BASE_CALLS calls=$PROF_CALLS file ours theirs
 	file=$(heap_profile prof) || return 1
 	ours=$(cprof_value "$file" worker cum alloc_space)
 	theirs=$(heap_pprof_value "$file" alloc_space worker)
