@@ -36,6 +36,24 @@ check_split() {
 	within "$p_total" "$truth" 5 || fail "pprof total $p_total vs $truth" || return 1
 }
 
+# split_of DIR: sets SPLIT_FILE (the CPU profile in DIR), SPLIT_SAMPLES
+# and SPLIT_HEAVY, SPLIT_LIGHT (work_heavy's and work_light's cum CPU ns,
+# our reader) and SPLIT_PCT (work_heavy's share, %) for cpu_split's run.
+split_of() {
+	SPLIT_FILE=$(profile_of "$1" cpu)
+	[ -n "$SPLIT_FILE" ] || fail "no cpu profile in $1" || return 1
+	SPLIT_SAMPLES=$(cprof_total "$SPLIT_FILE" samples)
+	SPLIT_HEAVY=$(cprof_value "$SPLIT_FILE" work_heavy cum cpu)
+	SPLIT_LIGHT=$(cprof_value "$SPLIT_FILE" work_light cum cpu)
+	SPLIT_PCT=$(awk -v a="$SPLIT_HEAVY" -v b="$SPLIT_LIGHT" 'BEGIN { printf "%.1f", 100 * a / (a + b) }')
+}
+
+# split_near: work_heavy's share (split_of) is within 5 points of 75%.
+split_near() {
+	awk -v s="$SPLIT_PCT" 'BEGIN { exit !(s > 70 && s < 80) }' ||
+		fail "split off: heavy $SPLIT_HEAVY light $SPLIT_LIGHT" || return 1
+}
+
 # A CPU sample makes no signal-mask system call: libunwind blocks and
 # unblocks every signal around each object lookup, 17 rt_sigprocmask calls
 # a sample here, which protect nothing inside the shim's lock-free unwinds
@@ -45,19 +63,14 @@ check_split() {
 test_cpu_samples_make_no_mask_calls() {
 	count_calls rt_sigprocmask prof CPROF_PROFILES=cpu CPROF_CPU_HZ=1000 -- \
 		"$PROGS/cpu_split" 60 || return 1
-	local base=$BASE_CALLS calls=$PROF_CALLS file samples heavy light
-	file=$(profile_of prof cpu)
-	[ -n "$file" ] || fail "no cpu profile" || return 1
-	samples=$(cprof_total "$file" samples)
-	heavy=$(cprof_value "$file" work_heavy cum cpu)
-	light=$(cprof_value "$file" work_light cum cpu)
-	echo "rt_sigprocmask: unprofiled ${base:-0}, profiled ${calls:-0}; samples $samples;" \
-		"work_heavy share $(awk -v a="$heavy" -v b="$light" 'BEGIN { printf "%.1f", 100 * a / (a + b) }')%"
+	split_of prof || return 1
+	local more=$((PROF_CALLS - BASE_CALLS)) samples=$SPLIT_SAMPLES
+	echo "rt_sigprocmask: unprofiled $BASE_CALLS, profiled $PROF_CALLS; samples $samples;" \
+		"work_heavy share $SPLIT_PCT%"
 	[ "$samples" -ge 100 ] || fail "only $samples samples" || return 1
-	[ $((${calls:-0} - ${base:-0})) -le $((50 + samples / 20)) ] ||
-		fail "$((${calls:-0} - ${base:-0})) more mask calls for $samples samples" || return 1
-	awk -v a="$heavy" -v b="$light" 'BEGIN { s = 100 * a / (a + b); exit !(s > 70 && s < 80) }' ||
-		fail "split off: heavy $heavy light $light" || return 1
+	[ "$more" -le $((50 + samples / 20)) ] ||
+		fail "$more more mask calls for $samples samples" || return 1
+	split_near
 }
 
 # The dumper makes a new thread's CPU timer at the thread's first expiry
@@ -70,19 +83,14 @@ test_cpu_samples_make_no_mask_calls() {
 # tail) and the split is right.
 test_cpu_dumper_sleeps_while_threads_run() {
 	count_calls futex prof CPROF_PROFILES=cpu -- "$PROGS/cpu_split" 60 || return 1
-	local base=$BASE_CALLS calls=$PROF_CALLS file samples heavy light
-	file=$(profile_of prof cpu)
-	[ -n "$file" ] || fail "no cpu profile" || return 1
-	samples=$(cprof_total "$file" samples)
-	heavy=$(cprof_value "$file" work_heavy cum cpu)
-	light=$(cprof_value "$file" work_light cum cpu)
-	echo "futex calls: unprofiled ${base:-0}, profiled ${calls:-0}; samples $samples"
-	[ $((${calls:-0} - ${base:-0})) -le 20 ] ||
-		fail "$((${calls:-0} - ${base:-0})) more futex calls" || return 1
-	[ "$samples" -ge 30 ] || fail "only $samples samples: threads without timers" || return 1
-	awk -v a="$heavy" -v b="$light" 'BEGIN { s = 100 * a / (a + b); exit !(s > 70 && s < 80) }' ||
-		fail "split off: heavy $heavy light $light" || return 1
-	pprof_top "$file" | grep -q work_heavy || fail "pprof does not see work_heavy" || return 1
+	split_of prof || return 1
+	local more=$((PROF_CALLS - BASE_CALLS))
+	echo "futex calls: unprofiled $BASE_CALLS, profiled $PROF_CALLS; samples $SPLIT_SAMPLES"
+	[ "$more" -le 20 ] || fail "$more more futex calls" || return 1
+	[ "$SPLIT_SAMPLES" -ge 30 ] ||
+		fail "only $SPLIT_SAMPLES samples: threads without timers" || return 1
+	split_near || return 1
+	pprof_top "$SPLIT_FILE" | grep -q work_heavy || fail "pprof does not see work_heavy" || return 1
 }
 
 test_cpu_split_100hz() { check_split 100; }
