@@ -590,8 +590,8 @@ marked:
  * page tables) holds a tag of the thread that put it. A block taken by
  * another thread was later freed by that thread into the first thread's
  * malloc arena, whose lock the first thread holds for its own mallocs and
- * frees: heap_work's two threads, which share nothing, made 800 futex
- * waits a run on each other's arena locks, none unprofiled. Two threads
+ * frees: heap_work's two threads, which share nothing, made 800 to 1,100
+ * futex waits a run on each other's arena locks, 1 unprofiled. Two threads
  * with the same tag (1 in 256) share their blocks as all threads did. */
 #define SPARE_SLOTS 32
 #define SPARE_MAX 16384
