@@ -770,10 +770,11 @@ static void *dumper_main(void *arg)
 	private_descriptors();
 	/* This thread's malloc arena, made accessible once: a dump's 300 KiB
 	 * or so (libdw, the profile) otherwise grow it by one mprotect call
-	 * per few KiB, about 25 at the first dump (the exit benchmark's). Three blocks under glibc's mmap
-	 * threshold (128 KiB) come from the arena; freed, glibc trims them
-	 * with one madvise and keeps the range accessible, so growing into it
-	 * again needs no system call. Untouched, they cost no memory. */
+	 * per few KiB, about 25 at the exit benchmark's dump. Three blocks
+	 * under glibc's mmap threshold (128 KiB) come from the arena; freed,
+	 * glibc trims them with one madvise and keeps the range accessible,
+	 * so growing into it again needs no system call. Untouched, they cost
+	 * no memory. */
 	void *volatile grow[3]; /* volatile: not optimised away */
 	for (int i = 0; i < 3; i++)
 		grow[i] = malloc(100 * 1024);

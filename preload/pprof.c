@@ -693,8 +693,8 @@ static int gzip_buffer(const uint8_t *in, size_t len, uint8_t **out, size_t *out
 	 * costs a fixed 300 k instructions or so (about 380 k for a 2.4 KiB
 	 * profile, 160 a byte, against 5 k to store it): for a CPU and a block
 	 * profile, a quarter of the instructions a short process's exit dump
-	 * added, to save about 1 KiB a file. Still
-	 * one gzip member, read by every reader alike. */
+	 * added, to save about 1 KiB a file. Still one gzip member, read by
+	 * every reader alike. */
 	int window_bits = len < 4096 ? 12 : 15;
 	int mem_level = len < 4096 ? 4 : 8;
 	int level = len < GZIP_STORE_BELOW ? Z_NO_COMPRESSION : Z_BEST_SPEED;
