@@ -66,9 +66,10 @@
 
 /* Per-thread unwinding state, initial-exec TLS (no allocation, one load):
  * the thread's own stack, found once outside any handler
- * (cprof_unwind_thread_bounds, cprof_unwind_main_start), for the room check; whether this thread
- * may use libunwind's cached fast trace; and, while it unwinds, the flag
- * that has dl_iterate_phdr below answer lock-free. */
+ * (cprof_unwind_thread_bounds, cprof_unwind_main_start), for the room
+ * check; whether this thread may use libunwind's cached fast trace; and,
+ * while it unwinds, the flag that has dl_iterate_phdr below answer
+ * lock-free. */
 typedef struct unwind_thread {
 	uintptr_t stack_lo, stack_hi; /* 0: not known */
 	int trace;                    /* TRACE_* */
@@ -592,12 +593,12 @@ int cprof_unwind_remote(const uintptr_t regs[8], uintptr_t stack_lo, uintptr_t s
  * turn. Not for signal handlers: the first trace on a thread sets up its
  * table (pthread_once, pthread_setspecific, mmap).
  *
- * A thread's first CPROF_UNWIND_UNCACHED_FIRST unwinds walk uncached all the same: an
- * uncached walk costs 4.5 us (8 frames; no mask calls, see sigmask.c),
- * making and touching the table about 100 us and 256 KiB, so a thread
- * that unwinds a few times (a join, a sleep, a short process's few heap
- * samples) never pays for one, and one that unwinds often pays 16 walks
- * (72 us) once. */
+ * A thread's first CPROF_UNWIND_UNCACHED_FIRST unwinds walk uncached all
+ * the same: an uncached walk costs 4.5 us (8 frames; no mask calls, see
+ * sigmask.c), making and touching the table about 100 us and 256 KiB, so
+ * a thread that unwinds a few times (a join, a sleep, a short process's
+ * few heap samples) never pays for one, and one that unwinds often pays
+ * 16 walks (72 us) once. */
 static atomic_uint trace_threads;
 
 CPROF_SIGSAFE static bool trace_cached(void)
