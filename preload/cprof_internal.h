@@ -404,6 +404,8 @@ extern atomic_uint cprof_cpu_threads_not_sampled;
  * must work before it (they forward to the next definitions). */
 int cprof_heap_start(void);
 void cprof_heap_atfork_child(void);
+/* The thread ends: the blocks it kept for its next samples go back. */
+void cprof_heap_thread_exit(void);
 
 /* In the dump child (dump.c) only: every allocation from now on comes from
  * a private bump allocator over mmap, frees do nothing, and the next

@@ -570,57 +570,45 @@ marked:
  * The next posix_memalign is most of what a sample costs the allocator:
  * 760 instructions a call on bench/heap_work's wide loop (cachegrind),
  * and its request, larger than the block, consolidates glibc's fast bins.
- * So a sampled block that is freed is kept, up to SPARE_SLOTS of them of
- * at most SPARE_MAX bytes (512 KiB held at most), and the next sample
- * that fits in one takes it: a marked block already. A slot is one word:
- * the block's address, whose bits below the mark's alignment are known
- * (0 or 16 modulo 4096), with the size it was sampled at (the allocator's
- * block is at least that), in 16-byte units, in the 11 bits left free.
- * A sample of s bytes takes a block of s to 2s + 64 bytes. Reading the
- * size from the word it swaps out, a taker never trusts a size that
- * belonged to another block. Lock-free: one compare-and-swap per take
- * and per put; a full set gives up a block of the putting thread's to the
- * allocator, else the one in its next slot round the set (without that,
- * sizes no sample asks for clogged it: the wide loop kept 494 blocks and
- * freed 1885). Only with the default mark of 4096 (heap rates of 256 KiB
- * and more).
+ * So a sampled block that is freed is kept by the thread that frees it,
+ * up to SPARE_SLOTS of them of at most SPARE_MAX bytes (64 KiB held a
+ * thread at most), and that thread's next sample that fits in one takes
+ * it: a marked block already. A slot is one word: the block's address,
+ * whose bits below the mark's alignment are known (0 or 16 modulo 4096),
+ * with the size it was sampled at (the allocator's block is at least
+ * that), in 16-byte units, in the 11 bits left free. A sample of s bytes
+ * takes a block of s to 2s + 64 bytes. A full set gives its next block
+ * round back to the allocator (without that, sizes no sample asks for
+ * clogged it). Only with the default mark of 4096 (heap rates of 256 KiB
+ * and more). A thread gives its blocks back when it ends.
  *
- * A thread takes only the blocks it put, and gives back its own first:
- * each slot's top byte (above any user address, 2^56 even with five-level
- * page tables) holds a tag of the thread that put it. A block taken by
- * another thread was later freed by that thread into the first thread's
- * malloc arena, whose lock the first thread holds for its own mallocs and
- * frees: heap_work's two threads, which share nothing, made 800 to 1,100
- * futex waits a run on each other's arena locks, 1 unprofiled. Two threads
- * with the same tag (1 in 256) share their blocks as all threads did. */
-#define SPARE_SLOTS 32
-#define SPARE_MAX 16384
-#define SPARE_TAG_SHIFT 56
-static _Atomic uintptr_t spare_blocks[SPARE_SLOTS];
-static atomic_uint spare_evict_next;
+ * Per thread, in its TLS: a set shared by every thread was the costliest
+ * part of a sample (rdtsc on bench/heap_work's wide loop: 350 cycles a
+ * take, most of them the set's lines moving between the cores, and 1,700
+ * for a miss, 45% of samples), and a block one thread took from another
+ * was later freed into the other's malloc arena, whose lock that thread
+ * holds for its own mallocs and frees (800 to 1,100 futex waits a run
+ * where the two threads share nothing; 1 unprofiled). The slots are
+ * compare-and-swapped all the same: a signal handler that allocates may
+ * interrupt a take or a put on its own thread. */
+#define SPARE_SLOTS 8
+#define SPARE_MAX 8192
+typedef struct spare_set {
+	_Atomic uintptr_t blocks[SPARE_SLOTS];
+	unsigned evict_next;
+	bool closed; /* the thread is ending: keep nothing more */
+} spare_set_t;
+static __thread spare_set_t spare_tls __attribute__((tls_model("initial-exec")));
 
-/* The calling thread's tag, in the top byte: its thread block's address,
- * mixed (threads' blocks are a stack apart, megabytes). */
-static inline uintptr_t spare_tag(void)
+static inline uintptr_t spare_word(const void *p, size_t size)
 {
-	uint64_t a = (uint64_t)(uintptr_t)&cprof_thread;
-	return (uintptr_t)((a * 0x9E3779B97F4A7C15ULL) >> SPARE_TAG_SHIFT) << SPARE_TAG_SHIFT;
-}
-
-static inline uintptr_t spare_word(const void *p, size_t size, uintptr_t tag)
-{
-	uintptr_t v = size >> 4; /* <= 1024: 11 bits */
-	return (uintptr_t)p | (v & 15) | ((v >> 4) << 5) | tag;
-}
-
-static inline bool spare_is(uintptr_t word, uintptr_t tag)
-{
-	return word && (word >> SPARE_TAG_SHIFT) == (tag >> SPARE_TAG_SHIFT);
+	uintptr_t v = size >> 4; /* <= 512: 10 bits */
+	return (uintptr_t)p | (v & 15) | ((v >> 4) << 5);
 }
 
 static inline void *spare_block(uintptr_t word)
 {
-	return (void *)(word & ~(uintptr_t)0xfef & (((uintptr_t)1 << SPARE_TAG_SHIFT) - 1));
+	return (void *)(word & ~(uintptr_t)0xfef);
 }
 
 static inline size_t spare_size(uintptr_t word)
@@ -632,27 +620,20 @@ static inline size_t spare_size(uintptr_t word)
  * kept, the caller frees it. */
 static bool spare_put(void *p, size_t size)
 {
-	if (heap_mark_align != 4096 || size > SPARE_MAX || size < 16 ||
-	    ((uintptr_t)p & 0xfef) || ((uintptr_t)p >> SPARE_TAG_SHIFT))
+	spare_set_t *set = &spare_tls;
+	if (heap_mark_align != 4096 || size > SPARE_MAX || size < 16 || set->closed ||
+	    ((uintptr_t)p & 0xfef))
 		return false;
-	uintptr_t tag = spare_tag();
-	uintptr_t word = spare_word(p, size, tag);
-	int own = -1;
+	uintptr_t word = spare_word(p, size);
 	for (int i = 0; i < SPARE_SLOTS; i++) {
-		uintptr_t expected = atomic_load_explicit(&spare_blocks[i], memory_order_relaxed);
+		uintptr_t expected = atomic_load_explicit(&set->blocks[i], memory_order_relaxed);
 		if (expected == 0 &&
-		    atomic_compare_exchange_strong_explicit(&spare_blocks[i], &expected, word,
-							    memory_order_release, memory_order_relaxed))
+		    atomic_compare_exchange_strong_explicit(&set->blocks[i], &expected, word,
+							    memory_order_relaxed, memory_order_relaxed))
 			return true;
-		if (own < 0 && spare_is(expected, tag))
-			own = i;
 	}
-	/* Full: one of this thread's own goes back to its arena, else the
-	 * next one round (a thread's that ended, perhaps). */
-	unsigned i = own >= 0 ? (unsigned)own :
-				atomic_fetch_add_explicit(&spare_evict_next, 1, memory_order_relaxed) %
-					SPARE_SLOTS;
-	uintptr_t old = atomic_exchange_explicit(&spare_blocks[i], word, memory_order_acq_rel);
+	unsigned i = set->evict_next++ % SPARE_SLOTS;
+	uintptr_t old = atomic_exchange_explicit(&set->blocks[i], word, memory_order_relaxed);
 	if (old)
 		real_free(spare_block(old));
 	return true;
@@ -663,18 +644,31 @@ static void *spare_take(size_t size)
 {
 	if (size > SPARE_MAX || heap_mark_align != 4096)
 		return NULL;
-	uintptr_t tag = spare_tag();
+	spare_set_t *set = &spare_tls;
 	for (int i = 0; i < SPARE_SLOTS; i++) {
-		uintptr_t word = atomic_load_explicit(&spare_blocks[i], memory_order_relaxed);
+		uintptr_t word = atomic_load_explicit(&set->blocks[i], memory_order_relaxed);
 		size_t cap = spare_size(word);
-		if (!spare_is(word, tag) || cap < size || cap > 2 * size + 64)
+		if (!word || cap < size || cap > 2 * size + 64)
 			continue;
-		if (atomic_compare_exchange_strong_explicit(&spare_blocks[i], &word, 0,
-							    memory_order_acquire,
+		if (atomic_compare_exchange_strong_explicit(&set->blocks[i], &word, 0,
+							    memory_order_relaxed,
 							    memory_order_relaxed))
 			return spare_block(word);
 	}
 	return NULL;
+}
+
+/* The thread ends: its blocks go back to the allocator, and it keeps no
+ * more (its TLS destructors may free sampled blocks after this). */
+void cprof_heap_thread_exit(void)
+{
+	spare_set_t *set = &spare_tls;
+	set->closed = true;
+	for (int i = 0; i < SPARE_SLOTS; i++) {
+		uintptr_t old = atomic_exchange_explicit(&set->blocks[i], 0, memory_order_relaxed);
+		if (old)
+			real_free(spare_block(old));
+	}
 }
 
 /* A block of `size` bytes where heap_maybe_marked finds it, from the kept

@@ -31,6 +31,7 @@ static void on_thread_exit(void *value)
 	cprof_cpu_thread_exit();
 	cprof_threads_thread_exit();
 	cprof_unwind_thread_exit();
+	cprof_heap_thread_exit();
 }
 
 #define CREATED_BY_DEPTH 8

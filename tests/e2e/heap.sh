@@ -441,6 +441,28 @@ test_heap_off() {
 	return 0
 }
 
+# A thread keeps the sampled blocks it frees for its next samples
+# (preload/heap.c, spare blocks) and gives them back when it ends: 500
+# threads, one after another, each with 64 blocks of 8 KiB live and then
+# freed, about 2 samples a thread at rate 256 KiB (the spares need the
+# mark of the rates from 256 KiB), leave no more in use than unprofiled
+# plus a few threads' sets and the profiler's own tables. Kept for good,
+# they would be some 1,000 x 8 KiB = 8 MiB.
+test_heap_thread_spares_given_back() {
+	"$PROGS/heap_thread_spares" 500 64 2>base.err || fail "unprofiled: exit $?" || return 1
+	run_profiled prof CPROF_PROFILES=heap CPROF_HEAP_RATE=262144 CPROF_SEED=3 -- \
+		"$PROGS/heap_thread_spares" 500 64 2>err || fail "exit $?: $(cat err)" || return 1
+	local base prof file allocs
+	base=$(sed -n 's/^in_use_bytes //p' base.err)
+	prof=$(sed -n 's/^in_use_bytes //p' err)
+	file=$(heap_profile prof) || return 1
+	allocs=$(cprof_value "$file" worker cum alloc_objects)
+	echo "in use after the threads: unprofiled $base, profiled $prof; worker alloc_objects $allocs (truth 32000)"
+	[ -n "$base" ] && [ -n "$prof" ] || fail "no in_use_bytes line" || return 1
+	[ "$prof" -le $((base + 1024 * 1024)) ] || fail "$((prof - base)) bytes more in use" || return 1
+	within "$allocs" 32000 15 || fail "worker alloc_objects $allocs, want 32000" || return 1
+}
+
 # Two threads that share nothing never wait for each other's malloc arena
 # lock, profiled or not. A sampled block the heap profile keeps for the
 # next sample (preload/heap.c, spare blocks) used to go to whichever
