@@ -503,10 +503,13 @@ static struct {
 	size_t mask;
 	unsigned shift;
 	unsigned capacity;         /* CPROF_HEAP_SAMPLES */
-	_Atomic unsigned live;
 	void *map;                 /* slots and filter counters, one mapping */
 	size_t map_bytes;
-} live;
+	/* Written at each sample and each sampled free: a line of its own,
+	 * apart from the fields above and from heap_state and the rate,
+	 * which every sample reads. */
+	CPROF_OWN_LINE _Atomic unsigned live;
+} live CPROF_OWN_LINE;
 
 /* ---- marked blocks ---------------------------------------------------
  * free must tell a sampled block from the others without touching memory

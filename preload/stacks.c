@@ -8,8 +8,8 @@
  *
  * Layout, all mmap'd once at start-up and never grown:
  *   first[]  a one-page open-addressing index for the first FIRST_STACKS
- *            stacks, each slot 0 (empty) or 1 + the byte offset / 8 of an
- *            entry in the pool;
+ *            stacks, each 64-bit slot 0 (empty) or 1 + the word offset of
+ *            an entry in the pool, with the top half of its hash above;
  *   slots[]  the same for every later stack, 2x the stack capacity;
  *   pool[]   entries laid one after another by an atomic bump pointer:
  *            a cprof_stack_t header and its frames;
@@ -22,7 +22,7 @@
  * unused in the pool). Nobody waits. The pool is sized for every stack at
  * the full depth; unused pages cost no memory until touched.
  *
- * Why two indexes: a new stack lands on a random page of slots[] (256 KiB
+ * Why two indexes: a new stack lands on a random page of slots[] (512 KiB
  * at the defaults), so each of a short process's first stacks faulted in a
  * page of its own, in the CPU timer's handler (11 faults a run of the exit
  * benchmark; perf put a fifth of its CPU samples' cost there). The first
@@ -40,26 +40,42 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define FIRST_SLOTS 1024              /* one page of 32-bit slots */
+#define FIRST_SLOTS 512               /* one page of 64-bit slots */
 #define FIRST_STACKS (FIRST_SLOTS / 2)
+/* A slot is the entry's ref in its low half and the top half of the
+ * stack's hash in its high half, so a probe reads only the entries whose
+ * hash matches: each entry read is a cache miss of its own at a heap
+ * sample's rate (perf on bench/heap_work: 85% of the probe's time was
+ * those loads, 2 to 4 of them a lookup, with a table of thousands of
+ * entries, one per stack and size). */
+#define SLOT_CHECK 0xffffffff00000000ULL
+/* 4 MiB of index pages: CPROF_STACKS up to 256 Ki; past that, every
+ * probe of a later page is a read-modify-write (see slot_load). */
+#define WRITTEN_WORDS 16
 
+/* Three groups of a line or more each: what every insert reads, the
+ * counters each new entry writes, and the written-page bits, which every
+ * probe reads and only a first touch writes. */
 typedef struct stack_table {
-	_Atomic uint32_t *first;  /* FIRST_SLOTS */
-	_Atomic unsigned first_used;
-	_Atomic uint32_t *slots;
+	_Atomic uint64_t *first;  /* FIRST_SLOTS */
+	_Atomic uint64_t *slots;
 	_Atomic uint32_t *list;  /* published entry refs, densely */
 	size_t slot_mask;       /* slot count - 1 (a power of two) */
 	uint64_t *pool;         /* 8-byte words */
 	size_t pool_words;
-	_Atomic size_t pool_used;
 	unsigned max_depth;
-	_Atomic unsigned used;
-	_Atomic unsigned full_events;
 	size_t map_bytes;       /* slots + pool, one mapping */
 	cprof_stack_t *dropped[CPROF_KIND_COUNT];
+	CPROF_OWN_LINE _Atomic size_t pool_used;
+	_Atomic unsigned first_used;
+	_Atomic unsigned used;
+	_Atomic unsigned full_events;
+	/* Pages of first[] and slots[] (counted from first[]) known to have
+	 * been written: see slot_load. */
+	CPROF_OWN_LINE _Atomic uint64_t written[WRITTEN_WORDS];
 } stack_table_t;
 
-static stack_table_t table;
+static stack_table_t table CPROF_OWN_LINE;
 
 static uint64_t stack_hash(cprof_kind_t kind, uint64_t tag, uint32_t labels,
 			   const uintptr_t *frames, unsigned depth)
@@ -123,19 +139,20 @@ int cprof_stacks_init(unsigned stacks, unsigned max_depth)
 			    CPROF_KIND_COUNT * entry_words(1);
 	if (pool_words >= UINT32_MAX)
 		pool_words = UINT32_MAX - 1; /* refs are 32-bit word offsets */
-	size_t slot_bytes = (slots * sizeof(uint32_t) + 4095) & ~(size_t)4095;
-	size_t first_bytes = FIRST_SLOTS * sizeof(uint32_t);
-	size_t bytes = first_bytes + 2 * slot_bytes + pool_words * 8;
+	size_t slot_bytes = (slots * sizeof(uint64_t) + 4095) & ~(size_t)4095;
+	size_t list_bytes = (slots * sizeof(uint32_t) + 4095) & ~(size_t)4095;
+	size_t first_bytes = FIRST_SLOTS * sizeof(uint64_t);
+	size_t bytes = first_bytes + slot_bytes + list_bytes + pool_words * 8;
 
 	void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -errno;
 	table.first = mem;
-	table.slots = (_Atomic uint32_t *)((char *)mem + first_bytes);
+	table.slots = (_Atomic uint64_t *)((char *)mem + first_bytes);
 	table.slot_mask = slots - 1;
 	table.list = (_Atomic uint32_t *)((char *)mem + first_bytes + slot_bytes);
-	table.pool = (uint64_t *)((char *)mem + first_bytes + 2 * slot_bytes);
+	table.pool = (uint64_t *)((char *)mem + first_bytes + slot_bytes + list_bytes);
 	table.pool_words = pool_words;
 	table.max_depth = max_depth;
 	table.map_bytes = bytes;
@@ -156,6 +173,8 @@ void cprof_stacks_reset(void)
 		table.slots = NULL;
 		return;
 	}
+	for (int i = 0; i < WRITTEN_WORDS; i++)
+		atomic_store(&table.written[i], 0);
 	atomic_store(&table.pool_used, 0);
 	atomic_store(&table.first_used, 0);
 	atomic_store(&table.used, 0);
@@ -172,27 +191,45 @@ static bool same_stack(const cprof_stack_t *s, uint64_t hash, cprof_kind_t kind,
 	       memcmp(s->frames, frames, depth * sizeof *frames) == 0;
 }
 
+/* A slot's value. The first touch of an index page must be a write: a
+ * load would map the shared zero page, and the compare-and-swap after it
+ * would copy that, which flushes the other CPUs' TLBs (an interrupt each,
+ * 20 to 40 us in this VM: most of what a short process paid for its CPU
+ * samples). So a slot of a page not yet known written is read by a
+ * read-modify-write that changes nothing; once the page's bit is set,
+ * by a load, which leaves the line shared between the cores that probe
+ * it (two threads' heap samples on one hot index line took it from each
+ * other at every probe). */
+CPROF_SIGSAFE static inline uint64_t slot_load(_Atomic uint64_t *at)
+{
+	size_t page = (size_t)((char *)at - (char *)table.first) >> 12;
+	if (page < WRITTEN_WORDS * 64) {
+		uint64_t bit = 1ULL << (page & 63);
+		if (atomic_load_explicit(&table.written[page >> 6], memory_order_relaxed) & bit)
+			return atomic_load_explicit(at, memory_order_acquire);
+		uint64_t word = atomic_fetch_add_explicit(at, 0, memory_order_acquire);
+		atomic_fetch_or_explicit(&table.written[page >> 6], bit, memory_order_relaxed);
+		return word;
+	}
+	return atomic_fetch_add_explicit(at, 0, memory_order_acquire);
+}
+
 /* One index's probe for the stack: its entry; NULL when the index does
  * not have it and does not take it (`takes` false), or, with *full, when
  * the table is full. `fresh` is the new entry, made from the pool at the
  * first empty slot that may take it. */
-CPROF_SIGSAFE static cprof_stack_t *probe(_Atomic uint32_t *slots, size_t mask, bool takes,
+CPROF_SIGSAFE static cprof_stack_t *probe(_Atomic uint64_t *slots, size_t mask, bool takes,
 					  uint64_t hash, cprof_kind_t kind, uint64_t tag,
 					  uint32_t labels, const uintptr_t *frames, unsigned depth,
 					  cprof_stack_t **fresh, uint32_t *fresh_ref, bool *full)
 {
 	size_t idx = hash & mask;
+	uint64_t check = hash & SLOT_CHECK;
 	/* Linear probing; an index is at most half full (capacity checks
 	 * below), so a probe sequence is short. */
 	for (size_t n = 0; n <= mask; n++, idx = (idx + 1) & mask) {
-		/* A read-modify-write that changes nothing, not a load: the
-		 * first touch of an index page is then a write, which maps a
-		 * page of its own. A load maps the shared zero page, and the
-		 * compare-and-swap after it copies that; a copy flushes the
-		 * other CPUs' TLBs (an interrupt each, 20-40 us in this VM):
-		 * most of what a short process paid for its CPU samples. */
-		uint32_t ref = atomic_fetch_add_explicit(&slots[idx], 0, memory_order_acquire);
-		if (ref == 0) {
+		uint64_t word = slot_load(&slots[idx]);
+		if (word == 0) {
 			if (!takes)
 				return NULL;
 			if (!*fresh) {
@@ -212,9 +249,10 @@ CPROF_SIGSAFE static cprof_stack_t *probe(_Atomic uint32_t *slots, size_t mask, 
 					atomic_init(&f->values[i], 0);
 				memcpy(f->frames, frames, depth * sizeof *frames);
 			}
-			uint32_t expected = 0;
+			uint64_t expected = 0;
 			if (atomic_compare_exchange_strong_explicit(&slots[idx], &expected,
-								    *fresh_ref, memory_order_release,
+								    check | *fresh_ref,
+								    memory_order_release,
 								    memory_order_acquire)) {
 				unsigned at = atomic_fetch_add_explicit(&table.used, 1,
 									memory_order_relaxed);
@@ -222,9 +260,11 @@ CPROF_SIGSAFE static cprof_stack_t *probe(_Atomic uint32_t *slots, size_t mask, 
 						      memory_order_release);
 				return *fresh;
 			}
-			ref = expected; /* somebody published here first */
+			word = expected; /* somebody published here first */
 		}
-		cprof_stack_t *s = entry_at(ref);
+		if ((word & SLOT_CHECK) != check)
+			continue; /* another stack's: its entry is not read */
+		cprof_stack_t *s = entry_at((uint32_t)word);
 		if (same_stack(s, hash, kind, tag, labels, frames, depth))
 			return s; /* a taken `fresh` stays unused: rare, bounded */
 	}
@@ -252,14 +292,17 @@ CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag
 	/* first[] takes a stack while it holds fewer than FIRST_STACKS: the
 	 * count is taken before the slot, so it never holds more than
 	 * FIRST_STACKS plus the inserts racing for the last one. */
-	bool first_takes = atomic_load_explicit(&table.first_used, memory_order_relaxed) <
-			   FIRST_STACKS;
-	s = probe(table.first, FIRST_SLOTS - 1, first_takes, hash, kind, tag, labels, frames,
-		  depth, &fresh, &fresh_ref, &full);
-	if (s) {
-		if (s == fresh)
-			atomic_fetch_add_explicit(&table.first_used, 1, memory_order_relaxed);
-		return s;
+	if (kind == CPROF_KIND_CPU) {
+		bool first_takes = atomic_load_explicit(&table.first_used, memory_order_relaxed) <
+				   FIRST_STACKS;
+		s = probe(table.first, FIRST_SLOTS - 1, first_takes, hash, kind, tag, labels,
+			  frames, depth, &fresh, &fresh_ref, &full);
+		if (s) {
+			if (s == fresh)
+				atomic_fetch_add_explicit(&table.first_used, 1,
+							  memory_order_relaxed);
+			return s;
+		}
 	}
 	if (!full)
 		s = probe(table.slots, table.slot_mask, true, hash, kind, tag, labels, frames,

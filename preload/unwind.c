@@ -409,7 +409,11 @@ void cprof_unwind_thread_bounds(uintptr_t lo, uintptr_t hi)
  * once) counts the event "[cprof: not unwound]". */
 #define CAPTURE_SLOTS 256
 #define CAPTURE_WORDS (CAPTURE_SLOTS / 64)
-static _Atomic uint64_t capture_free_mask[CAPTURE_WORDS]; /* bit set: taken */
+/* Bit set: taken. Written twice a sample: lines of its own (an aligned
+ * struct's size is a multiple of its alignment). */
+static struct CPROF_OWN_LINE {
+	_Atomic uint64_t mask[CAPTURE_WORDS];
+} capture_free;
 static uintptr_t *capture_pool;
 static size_t capture_slot_words;
 
@@ -418,10 +422,10 @@ CPROF_SIGSAFE uintptr_t *cprof_capture_take(void)
 	if (CPROF_UNLIKELY(!capture_pool))
 		return NULL;
 	for (int w = 0; w < CAPTURE_WORDS; w++) {
-		uint64_t bits = atomic_load_explicit(&capture_free_mask[w], memory_order_relaxed);
+		uint64_t bits = atomic_load_explicit(&capture_free.mask[w], memory_order_relaxed);
 		while (~bits) {
 			int bit = __builtin_ctzll(~bits);
-			if (atomic_compare_exchange_weak_explicit(&capture_free_mask[w], &bits,
+			if (atomic_compare_exchange_weak_explicit(&capture_free.mask[w], &bits,
 								  bits | (1ull << bit),
 								  memory_order_acquire,
 								  memory_order_relaxed))
@@ -436,7 +440,7 @@ CPROF_SIGSAFE void cprof_capture_give(uintptr_t *pcs)
 	if (!pcs)
 		return;
 	size_t i = (size_t)(pcs - capture_pool) / capture_slot_words;
-	atomic_fetch_and_explicit(&capture_free_mask[i / 64], ~(1ull << (i % 64)),
+	atomic_fetch_and_explicit(&capture_free.mask[i / 64], ~(1ull << (i % 64)),
 				  memory_order_release);
 }
 

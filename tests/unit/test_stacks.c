@@ -11,8 +11,8 @@
  *   - a full table (cprof_stacks_init(256, 8)) answers new stacks with the
  *     kind's dropped entry (frame CPROF_FRAME_DROPPED) and still finds the
  *     stacks it holds; a pool spent by deep stacks does the same;
- *   - 3000 stacks, past the one-page index the first 512 go to, are each
- *     found again as the same entry and visited once;
+ *   - 3000 CPU stacks, past the one-page index the first 256 go to, are
+ *     each found again as the same entry and visited once;
  *   - cprof_stacks_reset empties the table and zeroes the dropped entries;
  *   - 4 pthreads inserting an overlapping set of new stacks at once and
  *     adding to them: per stack, the counters summed over its entries are
@@ -463,9 +463,10 @@ static void test_full_depth_stacks_all_fit(void **state)
 	free(v.entries);
 }
 
-/* The first 512 stacks go to a one-page index, the rest to the big one
- * (preload/stacks.c): 3000 stacks, each found again as the same entry
- * from whichever index holds it, each visited once, none dropped. */
+/* The first 256 CPU stacks go to a one-page index, the rest to the big
+ * one (preload/stacks.c; other kinds go to the big one only): 3000
+ * stacks, each found again as the same entry from whichever index holds
+ * it, each visited once, none dropped. */
 static void test_stacks_past_the_first_index(void **state)
 {
 	(void)state;
@@ -475,20 +476,20 @@ static void test_stacks_past_the_first_index(void **state)
 	uintptr_t frames[DEPTH];
 	for (unsigned i = 0; i < N; i++) {
 		make_frames(frames, DEPTH, 50000 + i);
-		held[i] = cprof_stacks_insert(CPROF_KIND_HEAP, i % 3, frames, DEPTH);
+		held[i] = cprof_stacks_insert(CPROF_KIND_CPU, i % 3, frames, DEPTH);
 		assert_false(is_dropped(held[i]));
-		assert_entry(held[i], CPROF_KIND_HEAP, i % 3, frames, DEPTH);
+		assert_entry(held[i], CPROF_KIND_CPU, i % 3, frames, DEPTH);
 		cprof_stack_add(held[i], 0, 1);
 	}
 	assert_int_equal(cprof_stacks_used(), N);
 	for (unsigned i = 0; i < N; i++) {
 		make_frames(frames, DEPTH, 50000 + i);
-		assert_ptr_equal(cprof_stacks_insert(CPROF_KIND_HEAP, i % 3, frames, DEPTH), held[i]);
+		assert_ptr_equal(cprof_stacks_insert(CPROF_KIND_CPU, i % 3, frames, DEPTH), held[i]);
 	}
 	assert_int_equal(cprof_stacks_used(), N);
-	visits_t v = visit(CPROF_KIND_HEAP);
+	visits_t v = visit(CPROF_KIND_CPU);
 	assert_int_equal(v.n, N + 1);
-	dropped_of(&v, CPROF_KIND_HEAP);
+	dropped_of(&v, CPROF_KIND_CPU);
 	free(v.entries);
 }
 
