@@ -10,6 +10,12 @@
  *                                    prints ops_per_s
  *   locks_work pingpong [TRIPS]      2 threads, one byte back and forth over
  *                                    two pipes; prints trip_ns
+ *   locks_work pinnedpong [TRIPS]    the same with the process on one CPU
+ *                                    (its first allowed one): each trip two
+ *                                    switches on that CPU instead of two
+ *                                    wake-ups from the other, whose latency
+ *                                    is most of a trip's time in a VM and
+ *                                    most of its noise
  *   locks_work shortcalls [CALLS]    1-byte reads of /dev/zero, calls that
  *                                    never sleep, with an idle second thread
  *                                    alive; prints call_ns
@@ -27,6 +33,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,7 +176,26 @@ static void *ponger(void *arg)
 	return NULL;
 }
 
-static void pingpong(long n)
+/* The process on its first allowed CPU, before any thread is made (every
+ * thread made later, the shim's dumper too, inherits it). */
+static void pin_to_one_cpu(void)
+{
+	cpu_set_t allowed, one;
+	if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+		abort();
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed))
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(0, sizeof one, &one) != 0)
+			abort();
+		return;
+	}
+	abort();
+}
+
+static void pingpong(long n, const char *mode)
 {
 	const int blocks = 5;
 	trips = n;
@@ -196,7 +222,7 @@ static void pingpong(long n)
 			best = t;
 	}
 	pthread_join(thread, NULL);
-	printf("mode=pingpong trip_ns=%.1f checksum=%llu\n", (double)best / (double)per,
+	printf("mode=%s trip_ns=%.1f checksum=%llu\n", mode, (double)best / (double)per,
 	       (unsigned long long)sum);
 }
 
@@ -258,13 +284,17 @@ int main(int argc, char **argv)
 	else if (strcmp(mode, "contended") == 0)
 		contended(n ? n : 2000000);
 	else if (strcmp(mode, "pingpong") == 0)
-		pingpong(n ? n : 100000);
+		pingpong(n ? n : 100000, mode);
+	else if (strcmp(mode, "pinnedpong") == 0) {
+		pin_to_one_cpu();
+		pingpong(n ? n : 100000, mode);
+	}
 	else if (strcmp(mode, "shortcalls") == 0 || strcmp(mode, "singlecalls") == 0) {
 		single_threaded = strcmp(mode, "singlecalls") == 0;
 		shortcalls(n ? n : 2000000);
 	}
 	else {
-		fprintf(stderr, "usage: locks_work uncontended|single|contended|pingpong|shortcalls|singlecalls [N]\n");
+		fprintf(stderr, "usage: locks_work uncontended|single|contended|pingpong|pinnedpong|shortcalls|singlecalls [N]\n");
 		return 2;
 	}
 	return 0;
