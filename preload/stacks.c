@@ -26,10 +26,12 @@
  * at the defaults), so each of a short process's first stacks faulted in a
  * page of its own, in the CPU timer's handler (11 faults a run of the exit
  * benchmark; perf put a fifth of its CPU samples' cost there). The first
- * FIRST_STACKS go to first[], one page; once it holds that many it takes
- * no more (it stays at most half full, so a probe for a stack it lacks
- * ends at an empty slot), and a lookup that misses it goes on to
- * slots[]. An entry is never moved, so whoever finds it once
+ * FIRST_STACKS CPU stacks go to first[], one page; once it holds that many
+ * it takes no more (it stays at most half full, so a probe for a stack it
+ * lacks ends at an empty slot), and a CPU lookup that misses it goes on to
+ * slots[]. Other kinds (recorded in wrappers, not in a handler) go to
+ * slots[] only: once first[] was full, each of their lookups paid a probe
+ * of it too. An entry is never moved, so whoever finds it once
  * finds it again in the same index. Two threads adding the same new stack
  * just as first[] fills may publish one entry in each index: two samples
  * with the same stack, which every reader adds up.
