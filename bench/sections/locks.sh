@@ -135,6 +135,20 @@ locks_rounds() {
 	done
 }
 
+# locks_trip_verdict WORKLOAD: "RATIO VERDICT" of the defaults' best run
+# against the unprofiled best, on the ping-pong target ("FAILED" when a
+# run failed).
+locks_trip_verdict() {
+	local d=$TMP/locks/$1 ratio
+	ratio=$(awk -v a="$(sort -g "$d.all" | head -n 1)" -v b="$(sort -g "$d.base" | head -n 1)" \
+		'BEGIN { printf "%.3f", a / b }')
+	if [[ -f $d.all.failed ]]; then
+		echo "$ratio run FAILED"
+	else
+		awk -v r="$ratio" -v t="$TARGET_PINGPONG_RATIO" 'BEGIN { print r, (r <= t) ? "met" : "missed" }'
+	fi
+}
+
 # locks_table WORKLOAD CONFIG...: one markdown table. Each run's figure is
 # already its best block; the table shows, over the rounds, the best run
 # (the least disturbed: the ratio and the added cost are taken from it)
@@ -274,10 +288,7 @@ bench_locks() {
 		echo
 		locks_table pingpong base cpu all r1000 r10000 r100000 r1000000
 		local ratio
-		ratio=$(awk -v a="$(sort -g "$TMP/locks/pingpong.all" | head -n 1)" \
-			-v b="$(sort -g "$TMP/locks/pingpong.base" | head -n 1)" \
-			'BEGIN { printf "%.3f", a / b }')
-		verdict=$(awk -v r="$ratio" -v t="$TARGET_PINGPONG_RATIO" 'BEGIN { print (r <= t) ? "met" : "missed" }')
+		read -r ratio verdict < <(locks_trip_verdict pingpong)
 		# A trip is two cross-CPU wake-ups: on a host whose scheduling
 		# is noisy the unprofiled runs alone spread by more than the
 		# target, and no ratio of them says anything of the profiler.
@@ -296,11 +307,7 @@ bench_locks() {
 		echo "trip in a VM; the wrappers' work per trip is the same, on a smaller denominator:"
 		echo
 		locks_table pinnedpong base cpu all
-		ratio=$(awk -v a="$(sort -g "$TMP/locks/pinnedpong.all" | head -n 1)" \
-			-v b="$(sort -g "$TMP/locks/pinnedpong.base" | head -n 1)" \
-			'BEGIN { printf "%.3f", a / b }')
-		verdict=$(awk -v r="$ratio" -v t="$TARGET_PINGPONG_RATIO" 'BEGIN { print (r <= t) ? "met" : "missed" }')
-		[[ -f $TMP/locks/pinnedpong.all.failed ]] && verdict="run FAILED"
+		read -r ratio verdict < <(locks_trip_verdict pinnedpong)
 		echo
 		echo "Target, pinned, the defaults at most ${TARGET_PINGPONG_RATIO}x per trip (best runs): $verdict (${ratio}x)."
 		echo
