@@ -2,8 +2,8 @@
  * mallocs BLOCKS blocks of 8 KiB (at most 64), frees them and ends. A
  * sampled block that is freed may be kept by its thread for the thread's
  * next sample (preload/heap.c, spare blocks): what a thread keeps must go
- * back to the allocator when it ends. Prints "in_use_bytes N" (mallinfo2's uordblks
- * after the last thread) on stderr.
+ * back to the allocator when it ends. Prints "in_use_bytes N" (mallinfo2's
+ * uordblks after the last thread) on stderr.
  * Usage: heap_thread_spares THREADS BLOCKS */
 #include <malloc.h>
 #include <pthread.h>
