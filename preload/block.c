@@ -30,6 +30,7 @@
  * call read or write): all they reach is, and they keep errno.
  */
 #include "wait.h"
+#include "unwind_here.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -86,8 +87,9 @@ void cprof_wait_random_reset(void)
 
 /* ---- recording -------------------------------------------------------- */
 
-/* (cprof_unwind_here holds cancellation off around the unwind: libunwind
- * may check memory with write() and read(), both cancellation points.) */
+/* (cprof_unwind_fast holds cancellation off around the unwind: libunwind
+ * may check memory with write() and read(), both cancellation points.)
+ * Its walk starts here, in the wrapper's callee (see unwind_here.h). */
 CPROF_SIGSAFE void cprof_wait_stack(cprof_wait_capture_t *c, uintptr_t leaf)
 {
 	c->buffer = cprof_capture_take();
@@ -104,7 +106,7 @@ CPROF_SIGSAFE void cprof_wait_stack(cprof_wait_capture_t *c, uintptr_t leaf)
 		return;
 	}
 	cprof_thread.busy++;
-	c->depth = 1 + cprof_unwind_here(c->pcs + 1, max - 1);
+	c->depth = 1 + cprof_unwind_fast(c->pcs + 1, max - 1);
 	cprof_thread.busy--;
 }
 

@@ -69,6 +69,7 @@
  * sampled.
  */
 #include "cprof_internal.h"
+#include "unwind_here.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -820,8 +821,10 @@ static void heap_count(cprof_stack_t *s, uint64_t size, int sign, bool alloc, bo
 	}
 }
 
-/* A sampled allocation: its stack, its counters, its slot. */
-CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, size_t size)
+/* A sampled allocation: its stack, its counters, its slot. Inlined into
+ * the slow path of malloc, whose frame its unwind then starts from (see
+ * unwind_here.h); called through heap_record_alloc from the rarer ones. */
+CPROF_SIGSAFE static inline __attribute__((always_inline)) void heap_record_here(void *p, size_t size)
 {
 	int saved_errno = errno;
 	unsigned max = cprof_config.max_depth;
@@ -834,7 +837,7 @@ CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, s
 
 	if (buffer) {
 		cprof_thread.busy++;
-		depth = cprof_unwind_here(pcs + 1, (int)max);
+		depth = cprof_unwind_fast(pcs + 1, (int)max);
 		cprof_thread.busy--;
 	}
 	if (depth <= 0) {
@@ -863,6 +866,11 @@ CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, s
 		slot->size = size;
 	}
 	errno = saved_errno;
+}
+
+CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, size_t size)
+{
+	heap_record_here(p, size);
 }
 
 typedef struct heap_record {
@@ -937,7 +945,7 @@ CPROF_SIGSAFE __attribute__((noinline)) static void *heap_malloc_slow(size_t siz
 	if (!p)
 		p = real_malloc(size); /* which sets errno if it fails too */
 	if (p)
-		heap_record_alloc(p, size);
+		heap_record_here(p, size);
 	return p;
 }
 

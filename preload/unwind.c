@@ -657,11 +657,9 @@ __attribute__((noinline)) static int unwind_here_uncached(uintptr_t *pcs, int ma
 	return collect(&cursor, pcs, 0, max, 0, 1);
 }
 
-static int unwind_here_walk(uintptr_t *pcs, int max)
+/* The n return addresses unw_backtrace gave, as the program's frames. */
+CPROF_SIGSAFE static int trace_finish(uintptr_t *pcs, int n, int max)
 {
-	if (!trace_cached())
-		return unwind_here_uncached(pcs, max);
-	int n = unw_backtrace((void **)pcs, max);
 	/* Skip libcprof's own frames: the wrapper and what it called. */
 	int skip = 0;
 	while (skip < n && in_self(pcs[skip]))
@@ -672,6 +670,33 @@ static int unwind_here_walk(uintptr_t *pcs, int max)
 	/* As deep as the buffer: there may be more. Say so in the root. */
 	if (n == max && depth > 1)
 		pcs[depth - 1] = CPROF_FRAME_TRUNCATED;
+	return depth;
+}
+
+static int unwind_here_walk(uintptr_t *pcs, int max)
+{
+	if (!trace_cached())
+		return unwind_here_uncached(pcs, max);
+	return trace_finish(pcs, unw_backtrace((void **)pcs, max), max);
+}
+
+/* The two halves of cprof_unwind_fast (unwind_here.h), out of line: they
+ * return before the walk, so their frames are not walked. */
+CPROF_SIGSAFE int cprof_unwind_fast_begin(uintptr_t sp)
+{
+	if (CPROF_UNLIKELY(unwind_tls.trace != TRACE_CACHED) ||
+	    !stack_room(sp, NULL, CPROF_UNWIND_ROOM_WRAPPER))
+		return -1;
+	int cancel_state = cancel_off();
+	unwind_tls.unwinding++;
+	return cancel_state;
+}
+
+CPROF_SIGSAFE int cprof_unwind_fast_end(uintptr_t *pcs, int n, int max, int cancel_state)
+{
+	int depth = trace_finish(pcs, n, max);
+	unwind_leave(&unwind_tls);
+	cancel_restore(cancel_state);
 	return depth;
 }
 
