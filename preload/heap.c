@@ -835,6 +835,13 @@ CPROF_SIGSAFE static inline __attribute__((always_inline)) void heap_record_here
 	uintptr_t *pcs = buffer ? buffer : spare;
 	int depth = 0;
 
+	/* The filter's counter and the table's slot for p, lines the sample
+	 * writes after the unwind: asked for now, they arrive during it
+	 * (each was a cache miss of its own after it). */
+	if (CPROF_LIKELY(heap_maybe_marked(p))) {
+		__builtin_prefetch(&filter.counts[filter_index(p, filter.mask)], 1);
+		__builtin_prefetch(&live.slots[live_index(p)], 1);
+	}
 	if (buffer) {
 		cprof_thread.busy++;
 		depth = cprof_unwind_fast(pcs + 1, (int)max);
