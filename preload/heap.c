@@ -38,7 +38,7 @@
  * block is still counted as allocated, under its stack with a
  * "[cprof: dropped]" leaf frame, but it is not tracked: its inuse_* are
  * not recorded, and a profile that shows such frames under-reports inuse
- * by their share. (Stacks come from cprof_unwind_here, whose libunwind
+ * by their share. (Stacks come from cprof_unwind_fast, whose libunwind
  * frame cache takes 256 KiB more on each of at most CPROF_UNWIND_CACHES
  * threads that sample.)
  *
