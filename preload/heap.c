@@ -583,9 +583,8 @@ marked:
  * 16-byte units, in the 11 bits left free. A sample of s bytes takes a
  * block of s to 2s + 64 bytes; the blocks are asked for in size classes
  * (spare_class), so that one fits every sample of its class. A full set
- * gives its next block
- * round back to the allocator (without that, sizes no sample asks for
- * clogged it). Only with the default mark of 4096 (heap rates of 256 KiB
+ * gives its next block round back to the allocator (without that, sizes
+ * no sample asks for clogged it). Only with the default mark of 4096 (heap rates of 256 KiB
  * and more). A thread gives its blocks back when it ends.
  *
  * Per thread, in its TLS: a set shared by every thread was the costliest
@@ -617,6 +616,7 @@ static inline size_t spare_class(size_t size)
 		return 64;
 	return (size_t)1 << (64 - __builtin_clzll((unsigned long long)size - 1));
 }
+
 typedef struct spare_set {
 	_Atomic uintptr_t blocks[SPARE_SLOTS];
 	unsigned evict_next;
@@ -1297,7 +1297,6 @@ static struct {
 		uintptr_t start, end;
 	} ranges[BUMP_RANGES];
 } bump;
-
 
 static void *bump_map(size_t bytes)
 {

@@ -336,12 +336,11 @@ CPROF_NEXT(int, pthread_rwlock_trywrlock, (pthread_rwlock_t *l), (l))
  * met there, and the later one slept in the kernel inside its signal
  * handler: 10 to 40 futex waits a run of tests/progs/cpu_split 60 at
  * 100 Hz, where the test allows 20. So it spins on the try-lock first
- * (busy_NAME, in LOCK_PATHS below),
- * as glibc's adaptive mutex does, for about as long as the holder needs,
- * and only then waits. The try-lock gives what the lock would for a lock
- * that is free; a lock that stays busy (the caller's own, an error-
- * checking one) goes to the real lock after the spin, which answers as
- * it always did. */
+ * (busy_NAME, in LOCK_PATHS below), as glibc's adaptive mutex does, for
+ * about as long as the holder needs, and only then waits. The try-lock
+ * gives what the lock would for a lock that is free; a lock that stays
+ * busy (the caller's own, an error-checking one) goes to the real lock
+ * after the spin, which answers as it always did. */
 #define BUSY_LOCK_SPINS 256
 static inline void busy_lock_pause(void)
 {
