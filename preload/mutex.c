@@ -5,8 +5,10 @@
  *
  * Lock (pthread_mutex_lock/timedlock/clocklock, pthread_rwlock_rdlock/
  * wrlock and their timed and clock forms): a try-lock first, so an
- * uncontended lock costs the wrapper's branch and one indirect call. Only
- * a lock that had to wait is timed (CLOCK_MONOTONIC, vDSO).
+ * uncontended lock costs the wrapper's branch and one indirect call
+ * (pthread_mutex_lock of a mutex whose lock word reads free: a load and a
+ * jump to glibc's, see mutex_looks_free). Only a lock that had to wait is
+ * timed (the wait clock, clock.c).
  *
  * Who made the waiter wait: a fixed, lock-free side table of
  * LOCK_SLOTS words keyed by lock address. A waiter that is sampled for the
@@ -33,6 +35,9 @@
  *    stay right while attribution is lost for those events.
  *  - rwlocks: several readers may release at once; the last one to record
  *    is charged.
+ *  - A mutex taken by another thread between mutex_looks_free's load and
+ *    glibc's compare-and-swap makes its caller wait untimed: a window of a
+ *    few instructions.
  *  - Failed waits (ETIMEDOUT, EDEADLK) are not mutex contentions (nobody
  *    released to the waiter); they stay in the block profile.
  *  - The releaser captures its stack after it released the lock (see the
