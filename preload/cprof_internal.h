@@ -359,6 +359,24 @@ CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag
 						 const uintptr_t *frames,
 						 unsigned depth);
 
+/* The same in two steps, for a caller with other work to do between
+ * them (a heap sample): the key (the stack's hash and the calling
+ * thread's labels) and a prefetch of the index line its probe reads
+ * first, then the insert with that key (same kind, tag, frames and depth;
+ * the insert reads no labels of its own). cprof_stacks_warm asks for the
+ * table's own lines that every insert reads, before even the frames are
+ * known. */
+typedef struct cprof_stack_key {
+	uint64_t hash;
+	uint32_t labels;
+} cprof_stack_key_t;
+CPROF_SIGSAFE void cprof_stacks_warm(void);
+CPROF_SIGSAFE cprof_stack_key_t cprof_stacks_key(cprof_kind_t kind, uint64_t tag,
+						 const uintptr_t *frames, unsigned depth);
+CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert_key(cprof_kind_t kind, uint64_t tag,
+						     const uintptr_t *frames, unsigned depth,
+						     cprof_stack_key_t key);
+
 /* Adds to one counter of an entry (relaxed atomic). */
 CPROF_SIGSAFE static inline void cprof_stack_add(cprof_stack_t *s, int i, int64_t v)
 {

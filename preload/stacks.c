@@ -276,17 +276,48 @@ CPROF_SIGSAFE static cprof_stack_t *probe(_Atomic uint64_t *slots, size_t mask, 
 	return NULL;
 }
 
+/* The lines every insert reads before its slot: asked for ahead. */
+CPROF_SIGSAFE void cprof_stacks_warm(void)
+{
+	__builtin_prefetch(&table.slots);
+	__builtin_prefetch(&table.written[0]);
+}
+
+/* The labels of the thread the event happened on: samples with different
+ * label sets are different samples. */
+CPROF_SIGSAFE cprof_stack_key_t cprof_stacks_key(cprof_kind_t kind, uint64_t tag,
+						 const uintptr_t *frames, unsigned depth)
+{
+	cprof_stack_key_t key = { 0, cprof_thread.labels };
+	if (CPROF_UNLIKELY(!table.slots))
+		return key;
+	if (depth > table.max_depth)
+		depth = table.max_depth;
+	key.hash = stack_hash(kind, tag, key.labels, frames, depth);
+	/* The slot a probe of slots[] reads first; a CPU lookup reads
+	 * first[]'s, a page that its samples keep warm. */
+	if (kind != CPROF_KIND_CPU)
+		__builtin_prefetch(&table.slots[key.hash & table.slot_mask]);
+	return key;
+}
+
 CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert(cprof_kind_t kind, uint64_t tag,
 						 const uintptr_t *frames, unsigned depth)
+{
+	return cprof_stacks_insert_key(kind, tag, frames, depth,
+				       cprof_stacks_key(kind, tag, frames, depth));
+}
+
+CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert_key(cprof_kind_t kind, uint64_t tag,
+						     const uintptr_t *frames, unsigned depth,
+						     cprof_stack_key_t key)
 {
 	if (CPROF_UNLIKELY(!table.slots))
 		return NULL;
 	if (depth > table.max_depth)
 		depth = table.max_depth;
-	/* The labels of the thread the event happened on: samples with
-	 * different label sets are different samples. */
-	uint32_t labels = cprof_thread.labels;
-	uint64_t hash = stack_hash(kind, tag, labels, frames, depth);
+	uint32_t labels = key.labels;
+	uint64_t hash = key.hash;
 	cprof_stack_t *fresh = NULL, *s;
 	uint32_t fresh_ref = 0;
 	bool full = false;
