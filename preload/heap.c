@@ -603,18 +603,29 @@ marked:
  * the chunk's header, which its free reads next). */
 static size_t (*const heap_usable_size)(void *) = malloc_usable_size;
 
-/* The size a sampled block is asked for: a power of two (64 and up), so
- * that a kept block fits every later sample of its size class, where a
- * block of the exact size fitted only samples of that size to twice it
- * (bench/heap_work's wide loop: 62% of samples found a kept block, and
- * each other one cost a posix_memalign, about 1,000 instructions with
- * what it does to glibc's bins). Sampled blocks are 1 in 850 or so at
- * the default rate, and each gives its slack back when freed. */
+/* The size a sampled block is asked for: a power of two less 24 (40
+ * and up), so that a kept block fits every later sample of its size
+ * class, where a block of the exact size fitted only samples of that
+ * size to twice it (bench/heap_work's wide loop: 62% of samples found a
+ * kept block, and each other one cost a posix_memalign, about 1,000
+ * instructions with what it does to glibc's bins). Sampled blocks are 1
+ * in 850 or so at the default rate, and each gives its slack back when
+ * freed.
+ *
+ * Less 24: glibc makes a request of 2^k - 24 bytes a chunk of 2^k - 16
+ * (its 8-byte size word, rounded up to 16), so the block after a sampled
+ * one starts 16 bytes short of a page boundary. With 2^k, the block after
+ * a sample of 4 or 8 KiB started 16 past one, a marked address, and so
+ * did every block glibc placed there later: each of their frees went the
+ * marked way (rdtsc on the wide loop, 2 M pairs a thread, median of 15
+ * runs: 53,900 marked frees a run, 43,000 with this). */
+#define CLASS_MAX (SPARE_MAX - 24) /* larger samples ask their own size */
+
 static inline size_t spare_class(size_t size)
 {
-	if (size <= 64)
-		return 64;
-	return (size_t)1 << (64 - __builtin_clzll((unsigned long long)size - 1));
+	if (size <= 40)
+		return 40;
+	return ((size_t)1 << (64 - __builtin_clzll((unsigned long long)size + 23))) - 24;
 }
 
 typedef struct spare_set {
@@ -711,7 +722,7 @@ static void *heap_alloc_marked(size_t size, size_t align)
 	if (align == 0) {
 		if ((p = spare_take(size)) != NULL)
 			return p;
-		if (heap_mark_align == 4096 && size <= SPARE_MAX)
+		if (heap_mark_align == 4096 && size <= CLASS_MAX)
 			ask = spare_class(size);
 	}
 	if (align < heap_mark_align)
