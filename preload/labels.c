@@ -62,10 +62,11 @@ static atomic_uint dropped_pushes;
 #define CACHE_TEXT_WORDS 4 /* 31 characters and the NUL */
 
 /* A string as the cache keeps it: its bytes and NUL in 8-byte words,
- * zero-padded, and the mask of the last word's bytes that count. */
+ * zero-padded, and for each word the mask of its bytes that count (all
+ * of them up to the NUL's word, the NUL's and those before it there). */
 typedef struct cached_text {
 	uint64_t word[CACHE_TEXT_WORDS];
-	uint64_t last_mask;
+	uint64_t mask[CACHE_TEXT_WORDS];
 	unsigned words;
 } cached_text_t;
 
@@ -220,10 +221,12 @@ static unsigned cache_index(uint32_t previous, const char *const *kv, unsigned p
 __attribute__((no_sanitize_address)) static inline bool same_text(const char *s,
 								   const cached_text_t *c)
 {
-	unsigned last = c->words - 1u;
-	if (CPROF_UNLIKELY(((uintptr_t)s & 4095) > 4096 - 8u * c->words)) {
+	unsigned words = c->words;
+	/* Within the last 32 bytes of a page (1 string in 128): a byte at a
+	 * time, so that no read crosses into the next page. */
+	if (CPROF_UNLIKELY(((uintptr_t)s & 4095) > 4096 - sizeof c->word)) {
 		const char *copy = (const char *)c->word;
-		for (unsigned i = 0; i < 8u * c->words; i++) {
+		for (unsigned i = 0; i < 8u * words; i++) {
 			if (s[i] != copy[i])
 				return false;
 			if (!s[i])
@@ -231,15 +234,15 @@ __attribute__((no_sanitize_address)) static inline bool same_text(const char *s,
 		}
 		return false;
 	}
-	for (unsigned i = 0; i < last; i++) {
-		uint64_t a;
+	/* The differences of every word at once: one test, not one a word. */
+	uint64_t a, diff;
+	memcpy(&a, s, 8);
+	diff = (a ^ c->word[0]) & c->mask[0];
+	for (unsigned i = 1; i < words; i++) {
 		memcpy(&a, s + 8 * i, 8);
-		if (a != c->word[i])
-			return false;
+		diff |= (a ^ c->word[i]) & c->mask[i];
 	}
-	uint64_t a;
-	memcpy(&a, s + 8 * last, 8);
-	return ((a ^ c->word[last]) & c->last_mask) == 0;
+	return diff == 0;
 }
 
 /* Keeps s in c if it fits; false if not. */
@@ -252,7 +255,9 @@ static bool copy_text(cached_text_t *c, const char *s)
 	memcpy(c->word, s, n);
 	c->words = (unsigned)((n + 7) / 8);
 	size_t tail = n - 8 * (c->words - 1u);
-	c->last_mask = tail >= 8 ? ~0ULL : (1ULL << (8 * tail)) - 1;
+	for (unsigned i = 0; i < CACHE_TEXT_WORDS; i++)
+		c->mask[i] = i + 1 < c->words ? ~0ULL : 0;
+	c->mask[c->words - 1] = tail >= 8 ? ~0ULL : (1ULL << (8 * tail)) - 1;
 	return true;
 }
 
@@ -264,9 +269,11 @@ static inline bool cache_matches(const cache_entry_t *c, uint32_t previous,
 	if (c->result == 0 || c->previous != previous || c->pairs != pairs)
 		return false;
 	unsigned n = 2 * pairs;
+	uintptr_t moved = 0;
 	for (unsigned i = 0; i < n; i++)
-		if (c->ptr[i] != kv[i])
-			return false;
+		moved |= (uintptr_t)c->ptr[i] ^ (uintptr_t)kv[i];
+	if (moved)
+		return false;
 	for (unsigned i = 0; i < n; i++)
 		if (!same_text(kv[i], &c->text[i]))
 			return false;
