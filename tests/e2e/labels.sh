@@ -142,6 +142,18 @@ test_labels_table_full() {
 }
 
 # Without the shim the API is a no-op: same output, exit 0.
+# A repeated push compares the strings with the copies it cached, reading
+# them 8 bytes at a time; a string that ends near the end of a page is
+# read a byte at a time, so no read crosses into the next page (here
+# unmapped). Every repeat of a value gives its set, a changed value
+# another, a changed byte past the NUL the same one.
+test_labels_page_end() {
+	run_profiled prof CPROF_PROFILES=cpu -- "$PROGS/labels" pageend >out 2>err ||
+		fail "exit $?: $(cat out err)" || return 1
+	cat out
+	grep -q '^pageend checks [1-9][0-9]* wrong 0$' out || fail "wrong sets: $(cat out)" || return 1
+}
+
 test_labels_without_shim() {
 	local mode
 	for mode in split heap nested; do

@@ -10,6 +10,13 @@
  *                      the pop burn_after with no labels
  *   labels full N      N distinct tenants in turn, each 10 ms of CPU work
  *   labels cost N      N push+pop pairs of two labels; prints ns_per_pair
+ *   labels pageend     values of 1 to 31 bytes ending near the end of a page
+ *                      whose next page is unmapped, each pushed twice (the
+ *                      same set both times), again with a byte past its NUL
+ *                      changed (the same set) and with one of its own bytes
+ *                      changed (another set); prints "pageend checks N
+ *                      wrong M", exits 1 if M > 0 (a read into the unmapped
+ *                      page would crash it)
  * Without the shim every mode runs the same (push returns 0).
  */
 #define _GNU_SOURCE
@@ -18,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "cprof.h"
@@ -88,6 +96,44 @@ __attribute__((noinline)) static void load_blocks(int from, int count, size_t si
 	}
 }
 
+/* The label set a push of key=value makes: what a second push sees as
+ * its previous set. */
+static cprof_labels_t set_of(const char *value)
+{
+	cprof_labels_t old = cprof_labels_push("key", value, NULL);
+	cprof_labels_t id = cprof_labels_push("probe", "1", NULL);
+	cprof_labels_pop(id);
+	cprof_labels_pop(old);
+	return id;
+}
+
+static int page_end_checks(void)
+{
+	char *page = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED || munmap(page + 4096, 4096) != 0)
+		return 2;
+	int checks = 0, wrong = 0;
+	for (int len = 1; len <= 31; len++) {
+		for (int at = 4096 - 40; at + len + 1 <= 4096; at++) {
+			char *v = page + at;
+			memset(page + 4096 - 48, 'x', 48);
+			memset(v, 'v', (size_t)len);
+			v[len] = 0;
+			cprof_labels_t first = set_of(v), again = set_of(v);
+			wrong += again != first;
+			if (at + len + 1 < 4096) {
+				v[len + 1] ^= 1; /* past the NUL: the same text */
+				wrong += set_of(v) != first;
+			}
+			v[len - 1] = 'w'; /* the text itself */
+			wrong += first != 0 && set_of(v) == first;
+			checks += 3;
+		}
+	}
+	printf("pageend checks %d wrong %d\n", checks, wrong);
+	return wrong ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "split";
@@ -124,6 +170,8 @@ int main(int argc, char **argv)
 			burn(10000000);
 			cprof_labels_pop(old);
 		}
+	} else if (strcmp(mode, "pageend") == 0) {
+		return page_end_checks();
 	} else if (strcmp(mode, "cost") == 0) {
 		long n = argc > 2 ? atol(argv[2]) : 10000000;
 		const char *tenants[2] = { "acme", "globex" };
