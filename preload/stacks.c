@@ -283,8 +283,9 @@ CPROF_SIGSAFE void cprof_stacks_warm(void)
 	__builtin_prefetch(&table.written[0]);
 }
 
-/* The labels of the thread the event happened on: samples with different
- * label sets are different samples. */
+/* A stack's key: its hash, with the labels of the thread the event
+ * happened on (samples with different label sets are different samples),
+ * and its first index slot asked for. */
 CPROF_SIGSAFE cprof_stack_key_t cprof_stacks_key(cprof_kind_t kind, uint64_t tag,
 						 const uintptr_t *frames, unsigned depth)
 {

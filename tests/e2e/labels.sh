@@ -141,7 +141,6 @@ test_labels_table_full() {
 	[ "$kept" -le 12 ] || fail "$kept tenants kept, the table holds 12" || return 1
 }
 
-# Without the shim the API is a no-op: same output, exit 0.
 # A repeated push compares the strings with the copies it cached, reading
 # them 8 bytes at a time; a string that ends near the end of a page is
 # read a byte at a time, so no read crosses into the next page (here
@@ -154,6 +153,7 @@ test_labels_page_end() {
 	grep -q '^pageend checks [1-9][0-9]* wrong 0$' out || fail "wrong sets: $(cat out)" || return 1
 }
 
+# Without the shim the API is a no-op: same output, exit 0.
 test_labels_without_shim() {
 	local mode
 	for mode in split heap nested; do
