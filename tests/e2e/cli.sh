@@ -394,14 +394,41 @@ ci_gate() {
 # artifacts. An unchanged suite passes; hash_records slowed 3x fails on
 # its share (and the total); every stage 20% slower moves no share, and
 # only the totals gate catches it.
+#
+# The runs alternate with the base runs, so that a drift of the machine's
+# pace over the seconds they take moves both sides. The totals gate fails
+# a change whose total is more than 5% over the highest base run's; the
+# uniform change's premise is that its run is slower by about 20%, and a
+# machine whose pace moves by more than 15% between two runs can undo
+# that (a fresh chroot: base runs of 667 to 745 ms, then the slowed run
+# at 775, +4.0%). So when the slowed run did not come out more than 5%
+# over the highest base, it is run again, twice at most, and the test
+# says which try it judged.
+ci_suite_total() {
+	local f sum=0
+	for f in "$1"/*.cpu.pb.gz; do sum=$((sum + $(cprof_total "$f"))); done
+	echo "$sum"
+}
+
 test_cli_ci_example() {
 	local i rc
-	for i in 1 2 3; do
-		ci_suite "prof/base$i" || fail "base run $i: exit $?" || return 1
-	done
+	ci_suite prof/base1 || fail "base run 1: exit $?" || return 1
 	ci_suite prof/same || return 1
+	ci_suite prof/base2 || fail "base run 2: exit $?" || return 1
 	ci_suite prof/slow --slow hash_records || return 1
-	ci_suite prof/uniform --slower 20 || return 1
+	ci_suite prof/base3 || fail "base run 3: exit $?" || return 1
+	local try highest=0 t
+	for i in 1 2 3; do
+		t=$(ci_suite_total "prof/base$i")
+		((t > highest)) && highest=$t
+	done
+	for try in 1 2 3; do
+		rm -rf prof/uniform
+		ci_suite prof/uniform --slower 20 || return 1
+		t=$(ci_suite_total prof/uniform)
+		echo "uniform try $try: total $t ns, highest base $highest ns"
+		((t * 100 > highest * 105)) && break
+	done
 	[ "$(ls prof/base1/*.cpu.pb.gz | wc -l)" -eq 3 ] || fail "want 3 profiles per run: $(ls prof/base1)" || return 1
 
 	ci_gate same
