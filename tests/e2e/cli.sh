@@ -388,6 +388,13 @@ ci_gate() {
 	"$CPROF" diff --format md prof/base1 prof/base2 prof/base3 "prof/$1" >"$1.md"
 }
 
+# ci_suite_total DIR: the CPU time (ns) of a suite run's profiles.
+ci_suite_total() {
+	local f sum=0
+	for f in "$1"/*.cpu.pb.gz; do sum=$((sum + $(cprof_total "$f"))); done
+	echo "$sum"
+}
+
 # As in the README: three BASE runs of the suite set the noise band, one
 # run of the change is judged against them on both gates, the markdown
 # goes to the summary, the merged profiles and the flame graph are the
@@ -404,12 +411,6 @@ ci_gate() {
 # at 775, +4.0%). So when the slowed run did not come out more than 5%
 # over the highest base, it is run again, twice at most, and the test
 # says which try it judged.
-ci_suite_total() {
-	local f sum=0
-	for f in "$1"/*.cpu.pb.gz; do sum=$((sum + $(cprof_total "$f"))); done
-	echo "$sum"
-}
-
 test_cli_ci_example() {
 	local i rc
 	ci_suite prof/base1 || fail "base run 1: exit $?" || return 1
