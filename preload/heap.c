@@ -622,8 +622,8 @@ static size_t (*const heap_usable_size)(void *) = malloc_usable_size;
  *
  * Less 24: glibc makes a request of 2^k - 24 bytes a chunk of 2^k - 16
  * (its 8-byte size word, rounded up to 16), so the block after a sampled
- * one starts 16 bytes short of a page boundary. With 2^k, the block after
- * a sample of 4 or 8 KiB started 16 past one, a marked address, and so
+ * one of 4 or 8 KiB starts 16 bytes short of a page boundary. With 2^k,
+ * the block after it started 16 past one, a marked address, and so
  * did every block glibc placed there later: each of their frees went the
  * marked way (rdtsc on the wide loop, 2 M pairs a thread, median of 15
  * runs: 53,900 marked frees a run, 43,000 with this). */
