@@ -478,8 +478,7 @@ test_cli_ci_example() {
 	# flame graphs that are well-formed, hash_records red when it was slowed.
 	local side sum f
 	for side in same slow uniform; do
-		sum=0
-		for f in prof/$side/*.cpu.pb.gz; do sum=$((sum + $(cprof_total "$f"))); done
+		sum=$(ci_suite_total "prof/$side")
 		[ "$(cprof_total "artifacts/$side/new.cpu.pb.gz")" -eq "$sum" ] || fail "$side: merged total" || return 1
 		[ "$(pprof_total_ns "artifacts/$side/new.cpu.pb.gz")" = "$sum" ] ||
 			fail "$side: pprof total $(pprof_total_ns "artifacts/$side/new.cpu.pb.gz") != $sum" || return 1
