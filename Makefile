@@ -35,7 +35,7 @@ LIBS := -lunwind -lprotobuf-c -lz -ldl -lpthread
 
 # The parts every profile kind shares, linked into the shim, the tests and
 # (the writer/reader half) the cprof tool.
-CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c \
+CORE_SRC := preload/util.c preload/config.c preload/stacks.c preload/unwind.c preload/walk.c \
 	preload/symbolize.c preload/pprof.c preload/clock.c preload/labels.c preload/http_route.c \
 	preload/sources.c preload/thread_self.c
 # The parts that exist only inside a process wearing the shim.
@@ -105,6 +105,26 @@ $(OBJ)/%.o: preload/%.c preload/cprof_internal.h include/cprof.h $(PROTO_H)
 $(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/clock.o $(OBJ)/init.o $(OBJ)/sigmask.o \
 	$(OBJ)/exec.o: preload/wait.h
 $(OBJ)/http.o $(OBJ)/http_route.o $(OBJ)/config.o: preload/http_route.h
+$(OBJ)/heap.o $(OBJ)/block.o $(OBJ)/unwind.o: preload/unwind_here.h
+
+# The test build's shim: every wrapper's walk (walk.c) checked against
+# libunwind's trace of the same stack (tests/e2e/walk.sh). The files
+# that walk, built again with the check; the rest as in the shim.
+CHECK := $(BUILD)/check
+CHECK_SRC := preload/heap.c preload/block.c preload/walk.c
+CHECK_OBJ := $(CHECK_SRC:preload/%.c=$(CHECK)/%.o)
+CHECK_SHIM := $(CHECK)/libcprof.so
+
+$(CHECK)/%.o: preload/%.c preload/cprof_internal.h preload/unwind_here.h preload/wait.h \
+		include/cprof.h $(PROTO_H)
+	@mkdir -p $(CHECK)
+	$(CC) $(BASE_CFLAGS) $(WARN) -DCPROF_WALK_CHECK -c $< -o $@
+
+$(CHECK_SHIM): $(CHECK_OBJ) $(filter-out $(OBJ)/heap.o $(OBJ)/block.o,$(SHIM_OBJ)) $(CORE_LIB) \
+		preload/exports.map
+	$(CC) -shared -Wl,-z,defs -Wl,-z,now -Wl,--version-script=preload/exports.map \
+		-o $@ $(CHECK_OBJ) $(filter-out $(OBJ)/heap.o $(OBJ)/block.o,$(SHIM_OBJ)) \
+		$(CORE_LIB) $(LIBS)
 
 $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@; ar rcs $@ $^
@@ -154,7 +174,7 @@ $(BUILD)/progs/lib%.so: tests/progs/%.c
 
 PLUGINS := $(patsubst tests/progs/%.c,$(BUILD)/progs/lib%.so,$(wildcard tests/progs/plugin*.c))
 
-test: all $(UNIT_BIN) $(PROG_BIN) $(PLUGINS)
+test: all $(UNIT_BIN) $(PROG_BIN) $(PLUGINS) $(CHECK_SHIM)
 	@bash tests/run.sh
 
 bench: all

@@ -290,6 +290,21 @@ unsigned cprof_unwind_cached_threads(void);
 
 /* The calling thread's stack bounds as set above (0, 0: not known). */
 void cprof_unwind_stack_bounds(uintptr_t *lo, uintptr_t *hi);
+/* walk.c: the calling wrapper's stack, return addresses from its own
+ * frame out, walked with the objects' .eh_frame rules, as unw_backtrace
+ * gives them; -1 when this walk cannot take every frame (then libunwind
+ * must). The thread's stack bounds must be known. */
+CPROF_SIGSAFE int cprof_walk_here(uintptr_t *pcs, int max);
+/* unwind.c: the n addresses cprof_walk_here gave, as the program's frames
+ * (libcprof's own skipped, return addresses less one). The depth. */
+CPROF_SIGSAFE int cprof_unwind_walked(uintptr_t *pcs, int n, int max);
+/* A dlclose: the kept rules may be another object's now. */
+void cprof_walk_flush(void);
+#ifdef CPROF_WALK_CHECK
+/* The test build's check: the walk's n addresses (or -1) against
+ * cprof_unwind_here's m frames of the same stack. */
+void cprof_walk_check(const uintptr_t *walk, int n, int max, const uintptr_t *lib, int m);
+#endif
 /* Another thread's stack, leaf first, from the registers it published
  * (wait.h: rip rsp rbp rbx r12-r15), over `copy`: copy_len bytes of its
  * stack copied from regs[1] up. Reads in that thread's stack

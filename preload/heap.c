@@ -38,9 +38,9 @@
  * block is still counted as allocated, under its stack with a
  * "[cprof: dropped]" leaf frame, but it is not tracked: its inuse_* are
  * not recorded, and a profile that shows such frames under-reports inuse
- * by their share. (Stacks come from cprof_unwind_fast, whose libunwind
- * frame cache takes 256 KiB more on each of at most CPROF_UNWIND_CACHES
- * threads that sample.)
+ * by their share. (Stacks come from cprof_unwind_fast: walk.c's walk, or
+ * for a stack it does not take libunwind's, whose frame cache takes
+ * 256 KiB more on each of at most CPROF_UNWIND_CACHES threads.)
  *
  * The next definitions are found with dlsym(RTLD_NEXT) in the constructor
  * (cprof_real_init, first of all), or at the first call of any wrapper

@@ -692,6 +692,11 @@ CPROF_SIGSAFE int cprof_unwind_fast_begin(uintptr_t sp)
 	return cancel_state;
 }
 
+CPROF_SIGSAFE int cprof_unwind_walked(uintptr_t *pcs, int n, int max)
+{
+	return trace_finish(pcs, n, max);
+}
+
 CPROF_SIGSAFE int cprof_unwind_fast_end(uintptr_t *pcs, int n, int max, int cancel_state)
 {
 	int depth = trace_finish(pcs, n, max);
@@ -741,6 +746,7 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
 
 void cprof_unwind_flush(void)
 {
+	cprof_walk_flush();
 	unw_flush_cache(unw_local_addr_space, 0, 0);
 	atomic_fetch_add(&pages_generation, 1);
 }
