@@ -391,6 +391,10 @@ CPROF_SIGSAFE cprof_stack_key_t cprof_stacks_key(cprof_kind_t kind, uint64_t tag
 CPROF_SIGSAFE cprof_stack_t *cprof_stacks_insert_key(cprof_kind_t kind, uint64_t tag,
 						     const uintptr_t *frames, unsigned depth,
 						     cprof_stack_key_t key);
+/* Asks for the lines of the entry a key's first index slot holds, if its
+ * hash matches: for a key guessed ahead of the insert (a heap sample
+ * guesses that its stack is the thread's last one). Reads the slot. */
+CPROF_SIGSAFE void cprof_stacks_fetch(cprof_stack_key_t key);
 
 /* Adds to one counter of an entry (relaxed atomic). */
 CPROF_SIGSAFE static inline void cprof_stack_add(cprof_stack_t *s, int i, int64_t v)

@@ -870,10 +870,48 @@ static void heap_count(cprof_stack_t *s, uint64_t size, int sign, bool alloc, bo
 	}
 }
 
+/* The thread's last recorded stack: a sample guesses that its own is the
+ * same, and asks for that stack's entry (of its size) while it allocates
+ * and unwinds, ahead of the insert (see heap_guess_begin). A hint only: a
+ * signal handler's sample that lands in the middle of its copy leaves a
+ * guess that matches nothing. */
+#define GUESS_FRAMES 16
+
+typedef struct heap_guess {
+	unsigned depth; /* 0: none (the last was deeper than GUESS_FRAMES) */
+	uintptr_t pcs[GUESS_FRAMES];
+} heap_guess_t;
+
+static __thread heap_guess_t guess_tls __attribute__((tls_model("initial-exec")));
+
+static inline void heap_guess_keep(const uintptr_t *pcs, unsigned depth)
+{
+	heap_guess_t *g = &guess_tls;
+	if (depth > GUESS_FRAMES) {
+		g->depth = 0;
+		return;
+	}
+	memcpy(g->pcs, pcs, depth * sizeof *pcs);
+	g->depth = depth;
+}
+
+/* The key of the entry the sample would have with the last stack, its
+ * index slot asked for; hash 0 when there is no guess. */
+static inline cprof_stack_key_t heap_guess_begin(size_t size)
+{
+	heap_guess_t *g = &guess_tls;
+	cprof_stack_key_t key = { 0, 0 };
+	unsigned depth = g->depth;
+	if (depth && depth <= GUESS_FRAMES)
+		key = cprof_stacks_key(CPROF_KIND_HEAP, size, g->pcs, depth);
+	return key;
+}
+
 /* A sampled allocation: its stack, its counters, its slot. Inlined into
  * the slow path of malloc, whose frame its unwind then starts from (see
  * unwind_here.h); called through heap_record_alloc from the rarer ones. */
-CPROF_SIGSAFE static inline __attribute__((always_inline)) void heap_record_here(void *p, size_t size)
+CPROF_SIGSAFE static inline __attribute__((always_inline)) void heap_record_here(void *p, size_t size,
+										cprof_stack_key_t guess)
 {
 	int saved_errno = errno;
 	unsigned max = cprof_config.max_depth;
@@ -902,6 +940,10 @@ CPROF_SIGSAFE static inline __attribute__((always_inline)) void heap_record_here
 		pcs[1] = CPROF_FRAME_NOUNWIND;
 		depth = 1;
 	}
+	/* The guessed entry's lines, from its index slot that was asked for
+	 * before the allocation and the unwind, and has come by now. */
+	if (guess.hash)
+		cprof_stacks_fetch(guess);
 	/* The stack's index slot, asked for before the filter and the live
 	 * table are written, which gives it their time to arrive (rdtsc on
 	 * bench/heap_work's wide loop, median of 9 runs: the insert took
@@ -923,6 +965,7 @@ CPROF_SIGSAFE static inline __attribute__((always_inline)) void heap_record_here
 	}
 	if (s)
 		heap_count(s, size, +1, true, slot != NULL);
+	heap_guess_keep(pcs + 1, (unsigned)depth);
 	cprof_capture_give(buffer);
 	if (slot) {
 		slot->entry = s;
@@ -933,7 +976,7 @@ CPROF_SIGSAFE static inline __attribute__((always_inline)) void heap_record_here
 
 CPROF_SIGSAFE __attribute__((noinline)) static void heap_record_alloc(void *p, size_t size)
 {
-	heap_record_here(p, size);
+	heap_record_here(p, size, (cprof_stack_key_t){ 0, 0 });
 }
 
 typedef struct heap_record {
@@ -1004,11 +1047,15 @@ CPROF_SIGSAFE __attribute__((noinline)) static void *heap_malloc_slow(size_t siz
 {
 	if (!heap_sample_decide(size))
 		return real_malloc(size);
+	/* The entry's lines are a chain of misses (index slot, entry) that
+	 * came after the unwind: guessed now, the slot arrives during the
+	 * allocation and the unwind, and the entry after it. */
+	cprof_stack_key_t guess = heap_guess_begin(size);
 	void *p = heap_alloc_marked(size, 0);
 	if (!p)
 		p = real_malloc(size); /* which sets errno if it fails too */
 	if (p)
-		heap_record_here(p, size);
+		heap_record_here(p, size, guess);
 	return p;
 }
 
