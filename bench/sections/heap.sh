@@ -16,11 +16,15 @@
 # Two sets of configurations, each a median of interleaved rounds:
 #   fast  (BENCH_HEAP_PAIRS per thread, default 4000000; BENCH_HEAP_ROUNDS,
 #         default 31): unprofiled, libcprof at the default rate, at 65536,
-#         with the heap profile off (the wrappers alone), plain tcmalloc;
+#         with the heap profile off (the wrappers alone), forwarding only
+#         (bench/heap_forward.c: an interposed malloc and free that call
+#         glibc's and do nothing else, the floor of any wrapper), plain
+#         tcmalloc;
 #   wide  (BENCH_HEAP_WIDE_PAIRS per thread, default 2000000;
 #         BENCH_HEAP_WIDE_ROUNDS, default 41): the shape issue 9 measured,
 #         4096 live blocks per thread of 16..4096 bytes (heap_work's
-#         WINDOW and MAX_SIZE arguments): unprofiled, libcprof, heap off;
+#         WINDOW and MAX_SIZE arguments): unprofiled, libcprof, heap off,
+#         forwarding only;
 #   peers (BENCH_HEAP_PEER_PAIRS per thread, default 150000;
 #         BENCH_HEAP_PEER_ROUNDS, default 5): the same workload, shorter,
 #         because gperftools' heap profiler and heaptrack record every
@@ -64,6 +68,7 @@ heap_label() {
 	cprof) echo "libcprof (rate 524288)" ;;
 	cprof64k) echo "libcprof (rate 65536)" ;;
 	cprofoff) echo "libcprof (heap off)" ;;
+	forward) echo "forwarding only" ;;
 	tcmalloc) echo "tcmalloc (no profiler)" ;;
 	gperf) echo "tcmalloc + HEAPPROFILE" ;;
 	heaptrack) echo "heaptrack" ;;
@@ -73,6 +78,7 @@ heap_label() {
 heap_enabled() {
 	case $1 in
 	cprof*) [[ $SHIM_STATE == ok ]] ;;
+	forward) [[ -f $B/heap_forward.so ]] ;;
 	tcmalloc | gperf) [[ -f $TCMALLOC ]] ;;
 	heaptrack) command -v heaptrack >/dev/null ;;
 	*) true ;;
@@ -91,6 +97,7 @@ heap_run() {
 		-e "CPROF_OUT=$prof") ;;
 	cprofoff) env=(-e "LD_PRELOAD=$SHIM" -e CPROF_PROFILES=heap -e CPROF_HEAP_RATE=0
 		-e "CPROF_OUT=$prof") ;;
+	forward) env=(-e "LD_PRELOAD=$B/heap_forward.so") ;;
 	tcmalloc) env=(-e "LD_PRELOAD=$TCMALLOC") ;;
 	gperf) env=(-e "LD_PRELOAD=$TCMALLOC" -e "HEAPPROFILE=$prof/heap") ;;
 	heaptrack) pre=(heaptrack -o "$prof/heaptrack") ;;
@@ -161,19 +168,23 @@ mib() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
 # "added_ps ratio". Runs of one round are back to back, so a slow drift of
 # the machine's load moves both; the median of the differences is steadier
 # than the difference of the medians on a shared machine.
+# A REF other than base (paired SET CONFIG ROUNDS REF) pairs against that
+# configuration's runs instead, into files named CONFIG-REF.
 paired() {
-	local set=$1 cfg=$2 rounds=$3 r d=$TMP/heap
-	: >"$d/$set.$cfg.diff"
-	: >"$d/$set.$cfg.ratio"
+	local set=$1 cfg=$2 rounds=$3 ref=${4:-base} r d=$TMP/heap
+	local out=$cfg
+	[[ $ref == base ]] || out=$cfg-$ref
+	: >"$d/$set.$out.diff"
+	: >"$d/$set.$out.ratio"
 	for ((r = 1; r <= rounds; r++)); do
-		[[ -s $d/$set.$cfg.$r.pspp && -s $d/$set.base.$r.pspp ]] || continue
+		[[ -s $d/$set.$cfg.$r.pspp && -s $d/$set.$ref.$r.pspp ]] || continue
 		local a b
 		a=$(cat "$d/$set.$cfg.$r.pspp")
-		b=$(cat "$d/$set.base.$r.pspp")
-		echo $((a - b)) >>"$d/$set.$cfg.diff"
-		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f\n", a * 1000000 / b }' >>"$d/$set.$cfg.ratio"
+		b=$(cat "$d/$set.$ref.$r.pspp")
+		echo $((a - b)) >>"$d/$set.$out.diff"
+		awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f\n", a * 1000000 / b }' >>"$d/$set.$out.ratio"
 	done
-	echo "$(median "$d/$set.$cfg.diff") $(median "$d/$set.$cfg.ratio")"
+	echo "$(median "$d/$set.$out.diff") $(median "$d/$set.$out.ratio")"
 }
 
 # ppm_ratio PPM: a ratio kept in millionths, as a decimal (1.034).
@@ -257,6 +268,14 @@ heap_table() {
 		echo "Target, workers under $(awk -v t="$TARGET_HEAP_CPU" 'BEGIN { printf "%g", t * 100 }')%" \
 			"slower at the default rate: $cpu_ok ($(pct "$rw"); 95% interval of that median" \
 			"over $rounds rounds: $(pct "$(ppm_ratio "$lo")") to $(pct "$(ppm_ratio "$hi")"))."
+		if [[ -s $d/$set.forward.pspp ]]; then
+			local fadded fratio flo fhi
+			read -r fadded fratio < <(paired "$set" cprof "$rounds" forward)
+			read -r flo fhi < <(median_ci "$d/$set.cprof-forward.ratio")
+			echo "Over the forwarding floor (the same round's forwarding-only run):" \
+				"$(pct "$(ppm_ratio "$fratio")") (95% interval $(pct "$(ppm_ratio "$flo")") to" \
+				"$(pct "$(ppm_ratio "$fhi")"))."
+		fi
 		echo "Target, RSS before exit within 5% of unprofiled + fixed tables" \
 			"($(mib "$base_hwm") x 1.05 + $(mib "$HEAP_FIXED_KB") = $(mib "$limit") MiB):" \
 			"$rss_ok ($(mib "$hwm") MiB)."
@@ -272,8 +291,11 @@ bench_heap() {
 		return
 	}
 	declare -gA HEAP_REF_SUM=() HEAP_CONFIGS=()
-	heap_rounds fast "$HEAP_PAIRS" "$HEAP_ROUNDS" base cprof cprof64k cprofoff tcmalloc || return
-	heap_rounds wide "$HEAP_WIDE_PAIRS" "$HEAP_WIDE_ROUNDS" base cprof cprofoff || return
+	"$cc" -O2 -shared -fPIC -o "$B/heap_forward.so" bench/heap_forward.c ||
+		echo "heap: cannot build bench/heap_forward.c; no forwarding-only rows"
+	heap_rounds fast "$HEAP_PAIRS" "$HEAP_ROUNDS" base cprof cprof64k cprofoff forward tcmalloc ||
+		return
+	heap_rounds wide "$HEAP_WIDE_PAIRS" "$HEAP_WIDE_ROUNDS" base cprof cprofoff forward || return
 	heap_rounds peers "$HEAP_PEER_PAIRS" "$HEAP_PEER_ROUNDS" base cprof tcmalloc gperf heaptrack ||
 		return
 	{
