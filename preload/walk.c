@@ -422,13 +422,16 @@ static uint64_t make_rule(uintptr_t pc)
 	/* .eh_frame_hdr: version 1, three encodings, then the pointer to
 	 * .eh_frame, the count and the sorted table of (start, FDE) pairs,
 	 * 4-byte offsets from the header as every linker writes it. */
+	/* Every read stays inside the object's mapping, whatever its
+	 * tables say. */
+	const uint8_t *map_start = found.dlfo_map_start, *map_end = found.dlfo_map_end;
 	const uint8_t *hdr = found.dlfo_eh_frame;
-	if (hdr[0] != 1 || hdr[3] != 0x3b)
+	if (hdr < map_start || map_end - hdr < 20 || hdr[0] != 1 || hdr[3] != 0x3b)
 		return none;
-	reader_t r = { hdr + 4, hdr + 4 + 16, false };
+	reader_t r = { hdr + 4, hdr + 20, false };
 	(void)encoded(&r, hdr[1], (uintptr_t)hdr);
 	uint64_t count = encoded(&r, hdr[2], (uintptr_t)hdr);
-	if (r.bad || count == 0 || count > (1u << 28))
+	if (r.bad || count == 0 || count > (uint64_t)(map_end - r.p) / 8)
 		return none;
 	const int32_t *table = (const int32_t *)r.p;
 	uintptr_t base = (uintptr_t)hdr;
@@ -444,22 +447,21 @@ static uint64_t make_rule(uintptr_t pc)
 		return none;
 	const uint8_t *fde = (const uint8_t *)(base + (intptr_t)table[2 * lo + 1]);
 	/* An FDE: length, the offset back to its CIE, start, range, the
-	 * augmentation data, instructions. Objects are mapped whole; no
-	 * length here is trusted to be more than 16 MiB. */
-	const uint8_t *limit = fde + (1u << 24);
+	 * augmentation data, instructions. */
+	if (fde < map_start || map_end - fde < 8)
+		return none;
 	reader_t f = { fde, fde + 8, false };
 	uint64_t length = fixed(&f, 4);
-	if (length == 0 || length == 0xffffffff || length > (1u << 24))
+	if (length == 0 || length == 0xffffffff || length > (uint64_t)(map_end - fde) - 4)
 		return none;
 	f.end = fde + 4 + length;
 	const uint8_t *id_at = f.p;
 	uint64_t cie_off = fixed(&f, 4);
-	if (f.bad || cie_off == 0)
+	if (f.bad || cie_off == 0 || cie_off > (uint64_t)(id_at - map_start))
 		return none;
 	cie_t cie;
 	const uint8_t *cie_at = id_at - cie_off;
-	if (!parse_cie(cie_at, cie_at + (1u << 24) < limit ? cie_at + (1u << 24) : limit, &cie) ||
-	    cie.signal_frame)
+	if (!parse_cie(cie_at, map_end, &cie) || cie.signal_frame)
 		return none;
 	uintptr_t start = encoded(&f, cie.fde_enc, 0);
 	uintptr_t range = encoded(&f, cie.fde_enc & 0x0f, 0);
