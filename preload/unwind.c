@@ -660,13 +660,14 @@ __attribute__((noinline)) static int unwind_here_uncached(uintptr_t *pcs, int ma
 /* The n return addresses unw_backtrace gave, as the program's frames. */
 CPROF_SIGSAFE static int trace_finish(uintptr_t *pcs, int n, int max)
 {
-	/* Skip libcprof's own frames: the wrapper and what it called. */
-	int skip = 0;
-	while (skip < n && in_self(pcs[skip]))
-		skip++;
-	int depth = n - skip;
-	for (int i = 0; i < depth; i++)
-		pcs[i] = pcs[i + skip] - 1;
+	/* Without libcprof's own frames: the wrapper and what it called, and
+	 * a wrapper of libcprof's between the program and the code it called
+	 * (pthread_create's, when glibc's allocates), as collect() drops
+	 * them. */
+	int depth = 0;
+	for (int i = 0; i < n; i++)
+		if (!in_self(pcs[i]))
+			pcs[depth++] = pcs[i] - 1;
 	/* As deep as the buffer: there may be more. Say so in the root. */
 	if (n == max && depth > 1)
 		pcs[depth - 1] = CPROF_FRAME_TRUNCATED;

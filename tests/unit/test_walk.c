@@ -393,6 +393,36 @@ static void test_short_stack_falls_back(void **state)
 	assert_int_equal(s.n, -1);
 }
 
+/* A wrapper's stack as recorded: libcprof's frames dropped wherever they
+ * are (the wrapper on top, and a wrapper of libcprof's between the program
+ * and the code it called, as pthread_create's is between the program and
+ * glibc's), return addresses less one, the root marked when the walk
+ * filled max. The uncached walk (collect in unwind.c) always did so; the
+ * cached trace's and the walk's kept a frame of libcprof's below the top
+ * (found by tests/e2e/walk.sh: a heap sample in glibc's pthread_create,
+ * called from libcprof's). */
+static void test_walked_drops_own_frames(void **state)
+{
+	(void)state;
+	uintptr_t saved_start = cprof_self_text_start, saved_end = cprof_self_text_end;
+	cprof_self_text_start = 0x1000;
+	cprof_self_text_end = 0x2000;
+	uintptr_t pcs[8] = { 0x1100, 0x1200, 0x5001, 0x7001, 0x1300, 0x9001 };
+	int depth = cprof_unwind_walked(pcs, 6, 8);
+	assert_int_equal(depth, 3);
+	assert_int_equal(pcs[0], 0x5000);
+	assert_int_equal(pcs[1], 0x7000);
+	assert_int_equal(pcs[2], 0x9000);
+	/* Filled to max: the root says there may be more. */
+	uintptr_t full[4] = { 0x1100, 0x5001, 0x1300, 0x7001 };
+	depth = cprof_unwind_walked(full, 4, 4);
+	assert_int_equal(depth, 2);
+	assert_int_equal(full[0], 0x5000);
+	assert_int_equal(full[1], CPROF_FRAME_TRUNCATED);
+	cprof_self_text_start = saved_start;
+	cprof_self_text_end = saved_end;
+}
+
 int main(void)
 {
 	cprof_config.max_depth = CPROF_DEPTH_LIMIT;
@@ -411,6 +441,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_bounds_fall_back),
 		cmocka_unit_test(test_signal_frame_falls_back),
 		cmocka_unit_test(test_short_stack_falls_back),
+		cmocka_unit_test(test_walked_drops_own_frames),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
