@@ -107,11 +107,12 @@ $(OBJ)/mutex.o $(OBJ)/block.o $(OBJ)/clock.o $(OBJ)/init.o $(OBJ)/sigmask.o \
 $(OBJ)/http.o $(OBJ)/http_route.o $(OBJ)/config.o: preload/http_route.h
 $(OBJ)/heap.o $(OBJ)/block.o $(OBJ)/unwind.o: preload/unwind_here.h
 
-# The test build's shim: every wrapper's walk (walk.c) checked against
-# libunwind's trace of the same stack (tests/e2e/walk.sh). The files
-# that walk, built again with the check; the rest as in the shim.
+# The test build's shim: every walk of walk.c's, a wrapper's or a signal
+# handler's, checked against libunwind's of the same stack
+# (tests/e2e/walk.sh). The files that walk, built again with the check;
+# the rest as in the shim.
 CHECK := $(BUILD)/check
-CHECK_SRC := preload/heap.c preload/block.c preload/walk.c
+CHECK_SRC := preload/heap.c preload/block.c preload/walk.c preload/unwind.c
 CHECK_OBJ := $(CHECK_SRC:preload/%.c=$(CHECK)/%.o)
 CHECK_SHIM := $(CHECK)/libcprof.so
 

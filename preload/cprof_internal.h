@@ -298,12 +298,18 @@ CPROF_SIGSAFE int cprof_walk_here(uintptr_t *pcs, int max);
 /* unwind.c: the n addresses cprof_walk_here gave, as the program's frames
  * (libcprof's own skipped, return addresses less one). The depth. */
 CPROF_SIGSAFE int cprof_unwind_walked(uintptr_t *pcs, int n, int max);
+/* The same from a signal handler, over the interrupted context: the
+ * interrupted PC first, then return addresses; *complete when it reached
+ * the outermost frame, not max. */
+CPROF_SIGSAFE int cprof_walk_signal(const void *ucontext, uintptr_t *pcs, int max,
+				    bool *complete);
 /* A dlclose: the kept rules may be another object's now. */
 void cprof_walk_flush(void);
 #ifdef CPROF_WALK_CHECK
-/* The test build's check: the walk's n addresses (or -1) against
- * cprof_unwind_here's m frames of the same stack. */
-void cprof_walk_check(const uintptr_t *walk, int n, int max, const uintptr_t *lib, int m);
+/* The test build's check: a walk's frames as recorded (depth -1: left to
+ * libunwind) against libunwind's m of the same stack; kind 0 a
+ * wrapper's, 1 a signal handler's. */
+void cprof_walk_check(int kind, const uintptr_t *mine, int depth, const uintptr_t *lib, int m);
 #endif
 /* Another thread's stack, leaf first, from the registers it published
  * (wait.h: rip rsp rbp rbx r12-r15), over `copy`: copy_len bytes of its

@@ -514,6 +514,43 @@ __attribute__((noinline)) static int unwind_signal_walk(ucontext_t *uc, uintptr_
 	return collect(&cursor, pcs, 0, max, 1, 0);
 }
 
+/* walk.c's walk of a signal's stack, as collect() records one: the
+ * interrupted PC, then return addresses less one without libcprof's own
+ * (but a leaf in libcprof, which is real cost), the root marked when the
+ * stack goes on past max. -1: libunwind must walk it, as it must when
+ * dropping libcprof's frames left room that the walk did not fill. */
+CPROF_SIGSAFE static int signal_walked(uintptr_t *pcs, int n, int max, bool complete)
+{
+	if (n < 0)
+		return -1;
+	int depth = 1;
+	for (int i = 1; i < n; i++)
+		if (!in_self(pcs[i]))
+			pcs[depth++] = pcs[i] - 1;
+	if (!complete && n == max) {
+		if (depth < max)
+			return -1;
+		if (max > 1)
+			pcs[max - 1] = CPROF_FRAME_TRUNCATED;
+	}
+	return depth;
+}
+
+/* libunwind's walk of a signal's stack, with what it needs around it. */
+CPROF_SIGSAFE static int unwind_signal_libunwind(ucontext_t *uc, uintptr_t *pcs, int max)
+{
+	uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+	int cancel_state = cancel_off();
+	unwind_tls.lookup_pc = pc;
+	unwind_tls.from_signal++;
+	unwind_tls.unwinding++;
+	int depth = unwind_signal_walk(uc, pcs, max);
+	unwind_leave(&unwind_tls);
+	unwind_tls.from_signal--;
+	cancel_restore(cancel_state);
+	return depth;
+}
+
 CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max)
 {
 	ucontext_t *uc = ucontext;
@@ -529,15 +566,18 @@ CPROF_SIGSAFE int cprof_unwind_signal(void *ucontext, uintptr_t *pcs, int max)
 		pcs[1] = CPROF_FRAME_NOROOM;
 		return 2;
 	}
-	int cancel_state = cancel_off();
-	unwind_tls.lookup_pc = pc;
-	unwind_tls.from_signal++;
-	unwind_tls.unwinding++;
-	int depth = unwind_signal_walk(uc, pcs, max);
-	unwind_leave(&unwind_tls);
-	unwind_tls.from_signal--;
-	cancel_restore(cancel_state);
-	return depth;
+	/* walk.c's walk first: no libunwind, no cancellation to hold off. */
+	bool complete;
+	int depth = signal_walked(pcs, cprof_walk_signal(uc, pcs, max, &complete), max, complete);
+#ifdef CPROF_WALK_CHECK
+	if (max <= 256) {
+		uintptr_t lib[256];
+		cprof_walk_check(1, pcs, depth, lib, unwind_signal_libunwind(uc, lib, max));
+	}
+#endif
+	if (depth >= 0)
+		return depth;
+	return unwind_signal_libunwind(uc, pcs, max);
 }
 
 /* ---- another thread's stack (threads profile) --------------------------- */
@@ -804,5 +844,5 @@ void cprof_unwind_init(void)
 	unwind_leave(&unwind_tls);
 	ucontext_t uc;
 	if (getcontext(&uc) == 0)
-		(void)cprof_unwind_signal(&uc, pcs, 8);
+		(void)unwind_signal_libunwind(&uc, pcs, 8);
 }

@@ -22,6 +22,10 @@
 
 #include "cprof_internal.h"
 
+#ifdef CPROF_WALK_CHECK
+#include <string.h>
+#endif
+
 /* -1: take cprof_unwind_here; else the state for cprof_unwind_fast_end. */
 CPROF_SIGSAFE int cprof_unwind_fast_begin(uintptr_t sp);
 /* n: what unw_backtrace returned into pcs[]. Returns the depth. */
@@ -37,8 +41,13 @@ CPROF_SIGSAFE static inline __attribute__((always_inline)) int cprof_unwind_fast
 	int n = cprof_walk_here(pcs, max);
 #ifdef CPROF_WALK_CHECK
 	if (max <= 256) {
-		uintptr_t lib[256];
-		cprof_walk_check(pcs, n, max, lib, cprof_unwind_here(lib, max));
+		uintptr_t lib[256], mine[256];
+		int depth = -1;
+		if (n >= 0) {
+			memcpy(mine, pcs, (size_t)n * sizeof *pcs);
+			depth = cprof_unwind_walked(mine, n, max);
+		}
+		cprof_walk_check(0, mine, depth, lib, cprof_unwind_here(lib, max));
 	}
 #endif
 	if (n >= 0)

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 
 #define MAX 128
 
@@ -46,8 +47,19 @@ typedef struct shot {
 /* Both walks from one frame: the walk's first address is its own call's
  * return address, libunwind's first two are in unw_backtrace and at its
  * call's return; from the caller out they must agree. */
+static void (*take_hook)(void);
+
+static void raise_usr2(void)
+{
+	raise(SIGUSR2);
+}
+
 __attribute__((noinline)) static void take(shot_t *s)
 {
+	if (take_hook) {
+		take_hook();
+		return;
+	}
 	s->n = cprof_walk_here(s->walk, MAX);
 	s->m = unw_backtrace((void **)s->lib, MAX);
 	__asm__ volatile("" ::: "memory");
@@ -345,6 +357,80 @@ static void test_unknown_bounds_fall_back(void **state)
 	assert_int_equal(j.shot.n, -1);
 }
 
+/* ---- a signal handler's walk of the interrupted stack ------------------- */
+
+typedef struct signal_shot {
+	int n, m;
+	bool complete;
+	uintptr_t walk[MAX], lib[MAX];
+} signal_shot_t;
+
+static signal_shot_t sig_shot;
+
+/* libunwind's walk of the interrupted stack, as collect() in unwind.c
+ * starts it: the interrupted PC, then return addresses. */
+static int lib_signal_walk(ucontext_t *uc, uintptr_t *pcs, int max)
+{
+	unw_cursor_t cursor;
+	if (unw_init_local2(&cursor, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
+		return 0;
+	int n = 0;
+	while (n < max) {
+		unw_word_t ip;
+		if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0)
+			break;
+		pcs[n++] = ip;
+		if (unw_step(&cursor) <= 0)
+			break;
+	}
+	return n;
+}
+
+static void on_usr2(int sig, siginfo_t *info, void *uc)
+{
+	(void)sig, (void)info;
+	sig_shot.n = cprof_walk_signal(uc, sig_shot.walk, MAX, &sig_shot.complete);
+	sig_shot.m = lib_signal_walk(uc, sig_shot.lib, MAX);
+}
+
+/* A signal raised in the descent's innermost frame, under frames of each
+ * kind: the same frames as libunwind's, the interrupted PC (in libc's
+ * raise) first. */
+static void test_signal_walk(void **state)
+{
+	(void)state;
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_usr2;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGUSR2, &sa, &old);
+	for (int kind = WITH_FP; kind <= MIXED; kind++) {
+		static job_t j;
+		memset(&j, 0, sizeof j);
+		memset(&sig_shot, 0, sizeof sig_shot);
+		j.kind = kind;
+		j.frames = 30;
+		j.bounds = true;
+		take_hook = raise_usr2;
+		on_thread(&j);
+		take_hook = NULL;
+		if (sig_shot.n < 0 || sig_shot.n != sig_shot.m ||
+		    memcmp(sig_shot.walk, sig_shot.lib, (size_t)sig_shot.n * sizeof(uintptr_t)) != 0) {
+			printf("    kind %d: walk %d frames, libunwind %d\n", kind, sig_shot.n, sig_shot.m);
+			for (int i = 0; i < sig_shot.n && i < sig_shot.m; i++)
+				if (sig_shot.walk[i] != sig_shot.lib[i])
+					printf("    frame %d: %#lx against %#lx\n", i,
+					       (unsigned long)sig_shot.walk[i], (unsigned long)sig_shot.lib[i]);
+			fail();
+		}
+		assert_true(sig_shot.complete);
+		assert_true(sig_shot.n > 30);
+		printf("    a signal in raise under %d frames of kind %d: %d frames, as libunwind\n",
+		       30, kind, sig_shot.n);
+	}
+	sigaction(SIGUSR2, &old, NULL);
+}
+
 static shot_t signal_shot;
 
 static void on_usr1(int sig)
@@ -441,6 +527,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_bounds_fall_back),
 		cmocka_unit_test(test_signal_frame_falls_back),
 		cmocka_unit_test(test_short_stack_falls_back),
+		cmocka_unit_test(test_signal_walk),
 		cmocka_unit_test(test_walked_drops_own_frames),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
