@@ -202,18 +202,26 @@ static bool same_stack(const cprof_stack_t *s, uint64_t hash, cprof_kind_t kind,
  * by a load, which leaves the line shared between the cores that probe
  * it (two threads' heap samples on one hot index line took it from each
  * other at every probe). */
+/* Whether the index page of a slot is known written (its page number in
+ * *page; pages past the bits are never known). */
+CPROF_SIGSAFE static inline bool slot_page_written(const _Atomic uint64_t *at, size_t *page)
+{
+	*page = (size_t)((const char *)at - (const char *)table.first) >> 12;
+	return *page < WRITTEN_WORDS * 64 &&
+	       (atomic_load_explicit(&table.written[*page >> 6], memory_order_relaxed) &
+		(1ULL << (*page & 63)));
+}
+
 CPROF_SIGSAFE static inline uint64_t slot_load(_Atomic uint64_t *at)
 {
-	size_t page = (size_t)((char *)at - (char *)table.first) >> 12;
-	if (page < WRITTEN_WORDS * 64) {
-		uint64_t bit = 1ULL << (page & 63);
-		if (atomic_load_explicit(&table.written[page >> 6], memory_order_relaxed) & bit)
-			return atomic_load_explicit(at, memory_order_acquire);
-		uint64_t word = atomic_fetch_add_explicit(at, 0, memory_order_acquire);
-		atomic_fetch_or_explicit(&table.written[page >> 6], bit, memory_order_relaxed);
-		return word;
-	}
-	return atomic_fetch_add_explicit(at, 0, memory_order_acquire);
+	size_t page;
+	if (slot_page_written(at, &page))
+		return atomic_load_explicit(at, memory_order_acquire);
+	uint64_t word = atomic_fetch_add_explicit(at, 0, memory_order_acquire);
+	if (page < WRITTEN_WORDS * 64)
+		atomic_fetch_or_explicit(&table.written[page >> 6], 1ULL << (page & 63),
+					 memory_order_relaxed);
+	return word;
 }
 
 /* One index's probe for the stack: its entry; NULL when the index does
@@ -311,10 +319,8 @@ CPROF_SIGSAFE void cprof_stacks_fetch(cprof_stack_key_t key)
 	 * would copy it and flush the other CPUs' TLBs (see slot_load; the
 	 * first version of this read made a new entry cost 4,800 cycles). */
 	_Atomic uint64_t *at_slot = &table.slots[key.hash & table.slot_mask];
-	size_t page = (size_t)((char *)at_slot - (char *)table.first) >> 12;
-	if (page >= WRITTEN_WORDS * 64 ||
-	    !(atomic_load_explicit(&table.written[page >> 6], memory_order_relaxed) &
-	      (1ULL << (page & 63))))
+	size_t page;
+	if (!slot_page_written(at_slot, &page))
 		return;
 	uint64_t word = atomic_load_explicit(at_slot, memory_order_relaxed);
 	if (word == 0 || (word & SLOT_CHECK) != (key.hash & SLOT_CHECK))

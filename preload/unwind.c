@@ -514,19 +514,29 @@ __attribute__((noinline)) static int unwind_signal_walk(ucontext_t *uc, uintptr_
 	return collect(&cursor, pcs, 0, max, 1, 0);
 }
 
+/* The n addresses of walk.c's walk (pcs[from] on: return addresses) as
+ * recorded: libcprof's own frames dropped wherever they are, as collect()
+ * drops them, return addresses less one. The depth, pcs[0 .. from)
+ * included as they are. */
+CPROF_SIGSAFE static int drop_own_frames(uintptr_t *pcs, int from, int n)
+{
+	int depth = from;
+	for (int i = from; i < n; i++)
+		if (!in_self(pcs[i]))
+			pcs[depth++] = pcs[i] - 1;
+	return depth;
+}
+
 /* walk.c's walk of a signal's stack, as collect() records one: the
- * interrupted PC, then return addresses less one without libcprof's own
- * (but a leaf in libcprof, which is real cost), the root marked when the
- * stack goes on past max. -1: libunwind must walk it, as it must when
- * dropping libcprof's frames left room that the walk did not fill. */
+ * interrupted PC (a leaf in libcprof is real cost, and stays), then the
+ * return addresses, the root marked when the stack goes on past max.
+ * -1: libunwind must walk it, as it must when dropping libcprof's frames
+ * left room that the walk did not fill. */
 CPROF_SIGSAFE static int signal_walked(uintptr_t *pcs, int n, int max, bool complete)
 {
 	if (n < 0)
 		return -1;
-	int depth = 1;
-	for (int i = 1; i < n; i++)
-		if (!in_self(pcs[i]))
-			pcs[depth++] = pcs[i] - 1;
+	int depth = drop_own_frames(pcs, 1, n);
 	if (!complete && n == max) {
 		if (depth < max)
 			return -1;
@@ -702,12 +712,8 @@ CPROF_SIGSAFE static int trace_finish(uintptr_t *pcs, int n, int max)
 {
 	/* Without libcprof's own frames: the wrapper and what it called, and
 	 * a wrapper of libcprof's between the program and the code it called
-	 * (pthread_create's, when glibc's allocates), as collect() drops
-	 * them. */
-	int depth = 0;
-	for (int i = 0; i < n; i++)
-		if (!in_self(pcs[i]))
-			pcs[depth++] = pcs[i] - 1;
+	 * (pthread_create's, when glibc's allocates). */
+	int depth = drop_own_frames(pcs, 0, n);
 	/* As deep as the buffer: there may be more. Say so in the root. */
 	if (n == max && depth > 1)
 		pcs[depth - 1] = CPROF_FRAME_TRUNCATED;

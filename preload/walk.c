@@ -174,6 +174,12 @@ static uintptr_t encoded(reader_t *r, uint8_t enc, uintptr_t data)
 	return (uintptr_t)v;
 }
 
+/* A register the walk can take a CFA from (rsp, rbp), or -1. */
+static inline int cfa_base(uint64_t reg)
+{
+	return reg == DW_RSP || reg == DW_RBP ? (int)reg : -1;
+}
+
 /* What the CFA and the two registers the walk follows are at a point. */
 typedef struct frame_state {
 	int cfa_reg;       /* DW_RSP, DW_RBP, or -1: not one the walk takes */
@@ -325,11 +331,11 @@ static bool run_cfa(const uint8_t *p, const uint8_t *end, const cie_t *cie, uint
 		case 0x0c: /* def_cfa */
 			reg = uleb(&r);
 			st->cfa_off = (int64_t)uleb(&r);
-			st->cfa_reg = reg == DW_RSP || reg == DW_RBP ? (int)reg : -1;
+			st->cfa_reg = cfa_base(reg);
 			continue;
 		case 0x0d: /* def_cfa_register */
 			reg = uleb(&r);
-			st->cfa_reg = reg == DW_RSP || reg == DW_RBP ? (int)reg : -1;
+			st->cfa_reg = cfa_base(reg);
 			continue;
 		case 0x0e: /* def_cfa_offset */
 			st->cfa_off = (int64_t)uleb(&r);
@@ -358,7 +364,7 @@ static bool run_cfa(const uint8_t *p, const uint8_t *end, const cie_t *cie, uint
 		case 0x12: /* def_cfa_sf */
 			reg = uleb(&r);
 			st->cfa_off = sleb(&r) * cie->data_align;
-			st->cfa_reg = reg == DW_RSP || reg == DW_RBP ? (int)reg : -1;
+			st->cfa_reg = cfa_base(reg);
 			continue;
 		case 0x13: /* def_cfa_offset_sf */
 			st->cfa_off = sleb(&r) * cie->data_align;
